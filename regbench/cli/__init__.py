@@ -1,0 +1,1 @@
+"""The `regbench` command line: one Typer sub-app per command module, composed in main.py."""

@@ -1,0 +1,45 @@
+"""What every command shares: option types, and turning RegbenchError into one line plus an exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from ..errors import RegbenchError
+
+T = TypeVar("T")
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="KEY.PATH=VALUE",
+        help="Override a config key (value parsed as YAML); repeatable.",
+    ),
+]
+LangOption = Annotated[
+    str, typer.Option("--lang", help="Language of the book's report lines: ko (the book's) or en.")
+]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print `error: message` as one line on stderr and return the Exit to raise."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    return typer.Exit(code)
+
+
+def guarded(fn: Callable[..., T], *args, **kwargs) -> T:
+    """Call library code; a RegbenchError becomes its one-line message and exit code, with no traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except RegbenchError as e:
+        raise fail(str(e), e.exit_code) from None
+
+
+def check_lang(lang: str) -> str:
+    if lang not in ("ko", "en"):
+        raise fail(f"--lang: expected ko or en, got {lang!r}")
+    return lang

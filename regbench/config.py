@@ -1,0 +1,281 @@
+"""The experiment config: typed sections with the book's defaults, loaded from YAML plus `--set` overrides.
+
+Every key has a default, so a config file states only what differs. `load_config` returns a frozen `Config`
+whose `model.layers` is the normalized layer list (every layer as `[type, {all params}]`), which is what
+`config.yaml` in a run directory holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+from .schema import describe, load_yaml, parse, require, to_plain
+
+Activation = Literal["relu", "sigmoid", "tanh", "leaky_relu", "none"]
+InitType = Literal["normal", "uniform", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform"]
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+# ----------------------------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class Split:
+    train: float = 0.8  # book: tr_ratio 0.8 of the shuffled data
+    val: float = 0.05  # book: va_ratio 0.05; the rest is the test split
+
+    def __post_init__(self):
+        require(0 < self.train < 1, "train", "must be between 0 and 1 (exclusive)", self.train)
+        require(0 <= self.val < 1, "val", "must be in [0, 1)", self.val)
+        require(
+            self.train + self.val < 1,
+            "val",
+            f"train + val must be < 1 to leave a test split (train={self.train})",
+            self.val,
+        )
+
+
+@dataclass(frozen=True)
+class Limit:
+    train: int | None = None  # cap on samples per split (null = all); stratified, so every class stays
+    val: int | None = None
+    test: int | None = None
+
+    def __post_init__(self):
+        for name in ("train", "val", "test"):
+            v = getattr(self, name)
+            require(v is None or v >= 1, name, "must be ≥ 1 or null", v)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "digits"  # a registered data set; `regbench datasets` lists them
+    root: str = "data"  # folder of file-based data sets
+    seed: int = 0  # shuffle/split seed, fixed so runs that differ only in `seed` share one test set
+    split: Split = field(default_factory=Split)
+    limit: Limit = field(default_factory=Limit)
+    # synthetic only (null = the data set's default)
+    shape: list[int] | None = None  # H × W × C in the book's order; synthetic default [8, 8, 1]
+    classes: int | list[int] | None = (
+        None  # classes, or a list of class counts (one output head each); default 10
+    )
+    count: int | None = None  # number of samples; synthetic default 1000
+
+
+# ----------------------------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class InitConfig:
+    type: InitType = "normal"  # book: normal(0, init_rand_std) for weights and kernels; biases are zero
+    std: float = 0.03  # book: init_rand_std = 0.030 (type normal)
+    mean: float = 0.0  # type normal
+    low: float = -0.05  # type uniform (Keras RandomUniform's default range)
+    high: float = 0.05
+
+    def __post_init__(self):
+        require(self.std >= 0, "std", "must be ≥ 0", self.std)
+        require(self.low < self.high, "high", f"must be > low ({self.low})", self.high)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    layers: list[Any] = field(
+        default_factory=lambda: [30, 10]
+    )  # the book's layer list; output layer is added
+    init: InitConfig = field(default_factory=InitConfig)
+    activation: Activation = "relu"  # book: default actfunc of full and conv layers
+
+
+# ----------------------------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class RegularizerConfig:
+    l2_decay: float = 0.0  # book: CnnRegModel(l2_decay=...); acts on weights and kernels only
+    l1_decay: float = 0.0  # book: CnnRegModel(l1_decay=...)
+    mode: Literal["decoupled", "penalty"] = (
+        "decoupled"  # decoupled: book's w -= lr*(l2*w + l1*sign w) per step;
+    )
+    # penalty: l2/2·Σw² + l1·Σ|w| added to the loss (Keras / "Deep Learning from Scratch")
+
+    def __post_init__(self):
+        require(self.l2_decay >= 0, "l2_decay", "must be ≥ 0", self.l2_decay)
+        require(self.l1_decay >= 0, "l1_decay", "must be ≥ 0", self.l1_decay)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "adam"  # sgd | momentum | adagrad | rmsprop | adam (book: Adam)
+    lr: float = 0.001  # book: learning_rate=0.001
+    momentum: float = 0.9  # momentum: the velocity's decay
+    beta1: float = 0.9  # adam: book ro_1
+    beta2: float = 0.999  # adam: book ro_2
+    eps: float | None = (
+        None  # null = the optimizer's usual value (adam 1e-8 as the book, adagrad 1e-10, rmsprop 1e-8)
+    )
+    alpha: float = 0.99  # rmsprop: decay of the squared-gradient average
+
+    def __post_init__(self):
+        require(self.lr > 0, "lr", "must be > 0", self.lr)
+        for name in ("momentum", "beta1", "beta2", "alpha"):
+            v = getattr(self, name)
+            require(0 <= v < 1, name, "must be in [0, 1)", v)
+        require(self.eps is None or self.eps > 0, "eps", "must be > 0 or null", self.eps)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10  # book: epoch_count=10
+    batch_size: int = 10  # book: batch_size=10
+    report: int = 1  # print the epoch line every N epochs; 0 = quiet (the book's exec_all default is 0)
+    show: int = 3  # book: show_cnt=3 test samples printed after the test report
+    show_params: bool = False  # book: show_params, near-zero count plus mean/std of the weights
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (auto = cuda when available)
+    drop_last: bool = True  # book: batch_count = train_count // batch_size, the remainder is skipped
+    threads: int | None = None  # CPU threads for torch (null = torch's default, all physical cores)
+
+    def __post_init__(self):
+        require(1 <= self.epochs <= 1_000_000, "epochs", "must be between 1 and 1000000", self.epochs)
+        require(
+            1 <= self.batch_size <= 1_000_000, "batch_size", "must be between 1 and 1000000", self.batch_size
+        )
+        require(self.report >= 0, "report", "must be ≥ 0", self.report)
+        require(self.show >= 0, "show", "must be ≥ 0", self.show)
+        require(
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+            "device",
+            "must be auto, cpu, cuda or cuda:N",
+            self.device,
+        )
+        require(self.threads is None or self.threads >= 1, "threads", "must be ≥ 1 or null", self.threads)
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "run"  # the run directory's prefix (default: the config file's name)
+    seed: int = 1234  # seeds init, batch order and dropout/noise draws; same seed on CPU → same metrics
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        require(
+            NAME_RE.fullmatch(self.name) is not None,
+            "name",
+            "must be letters, digits, '.', '_' or '-' (no path separators), at most 100 characters",
+            self.name,
+        )
+        require(0 <= self.seed < 2**63, "seed", "must be between 0 and 2**63-1", self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain, YAML-ready form (what `config.yaml` holds)."""
+        return to_plain(self)
+
+
+# ----------------------------------------------------------------------------------------------- loading
+def parse_override(text: str) -> tuple[str, Any]:
+    """`train.epochs=3` → ("train.epochs", 3); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        raise ConfigError("expected KEY.PATH=VALUE, e.g. train.epochs=3", source=f"--set {text}")
+    return key, load_yaml(raw, source=f"--set {text}") if raw.strip() else None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set each dotted key in a copy of the raw config dict (intermediate mappings are created)."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    for key, value in overrides.items():
+        node = out
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(
+                    f"cannot set a key inside {describe(nxt)}",
+                    source=f"--set {key}",
+                    path=".".join(parts[: i + 1]),
+                )
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(
+    source: str | Path | dict[str, Any],
+    overrides: dict[str, Any] | list[str] | None = None,
+) -> Config:
+    """Load and validate a config from a YAML file or a dict, with `overrides` applied.
+
+    `overrides` is a mapping of dotted keys to values, or a list of `KEY.PATH=VALUE` strings as `--set`
+    takes them. Raises ConfigError (one line: file, key path, what is allowed) on any problem.
+    """
+    if isinstance(source, dict):
+        raw, label, default_name = source, "<config>", "run"
+    else:
+        path = Path(source)
+        label = str(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError("file not found", source=label) from None
+        except IsADirectoryError:
+            raise ConfigError("is a directory, expected a YAML file", source=label) from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read: {e.__class__.__name__}: {e}", source=label) from None
+        raw = load_yaml(text, source=label)
+        if raw is None:
+            raw = {}
+        default_name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem) or "run"
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"expected a mapping of config sections at the top level, got {describe(raw)}", source=label
+        )
+    if isinstance(overrides, list):
+        pairs = [parse_override(o) for o in overrides]
+        overrides = dict(pairs)
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        label = f"{label} (with --set {', '.join(overrides)})"
+    raw = dict(raw)
+    raw.setdefault("name", default_name)
+    try:
+        cfg = resolve(parse(Config, raw))
+        check_shapes(cfg)
+        return cfg
+    except ConfigError as e:
+        raise ConfigError(e.detail, source=label, path=e.path) from None
+
+
+def resolve(cfg: Config) -> Config:
+    """Check names against the registries and normalize the layer list; returns the resolved config."""
+    from . import optim
+    from .data import DATASETS, check_data_keys
+    from .layers import normalize_layers
+
+    if cfg.data.name not in DATASETS:
+        raise ConfigError(DATASETS.unknown(cfg.data.name), path="data.name")
+    check_data_keys(cfg.data)
+    if cfg.optimizer.name not in optim.OPTIMIZERS:
+        raise ConfigError(optim.OPTIMIZERS.unknown(cfg.optimizer.name), path="optimizer.name")
+    layers = normalize_layers(cfg.model.layers, cfg.model.activation, path="model.layers")
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, layers=layers))
+
+
+def check_shapes(cfg: Config) -> None:
+    """Build the model on the meta device for the data set's input shape, so a layer that does not fit
+    (a pool stride that does not divide its input, a conv after a flat layer, an absurd width) is a
+    config error before any work. Skipped when the data set's shape needs files that are not there."""
+    from .errors import DataError
+    from .trainer import check_config
+
+    try:
+        check_config(cfg)
+    except DataError:
+        pass

@@ -1,0 +1,36 @@
+"""The one error type the library raises; the CLI turns it into a one-line message and an exit code."""
+
+from __future__ import annotations
+
+
+class RegbenchError(Exception):
+    """Base of every error regbench reports to a user.
+
+    Its message is one line, complete on its own (file, key path, what is allowed).
+    `exit_code` is what the CLI exits with: 2 for bad input, 3 for a diverged run.
+    """
+
+    exit_code = 2
+
+
+class ConfigError(RegbenchError):
+    """A config file, override or layer list is invalid."""
+
+    def __init__(self, message: str, *, source: str | None = None, path: str | None = None):
+        self.source, self.path, self.detail = source, path, message
+        where = ": ".join(p for p in (source, path) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class DataError(RegbenchError):
+    """A data set is missing, unreadable or does not fit the config."""
+
+
+class RunDirError(RegbenchError):
+    """A run directory cannot be written or read."""
+
+
+class DivergedError(RegbenchError):
+    """Training produced a NaN or infinite loss."""
+
+    exit_code = 3

@@ -1,0 +1,404 @@
+"""The book's layer types: one argument dataclass (book names and defaults) and one build function each.
+
+A layer list entry is an int (a fully connected layer of that width) or `[type]` / `[type, {params}]`.
+A build function takes its arguments, the incoming shape — `(C, H, W)` for images, `(F,)` for vectors — and
+the build context, and returns `(modules, out_shape)`, so in-channels and the flatten before a full layer
+are inferred, never written down. `ctx.members` is the number of same-shaped models built side by side
+(1 for an ordinary run).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Activation
+from .errors import ConfigError
+from .registry import Registry
+from .schema import describe, parse, require, to_plain
+
+Shape = tuple[int, ...]
+
+
+class LayerError(ValueError):
+    """A layer that does not fit its input shape; the builder adds the layer's index and type."""
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    activation: str = "relu"  # model.activation, the default actfunc
+    members: int = 1  # K same-shaped models side by side
+
+
+@dataclass(frozen=True)
+class LayerType:
+    name: str
+    args: type  # frozen dataclass of the layer's parameters
+    build: Callable[[Any, Shape, BuildContext], tuple[list[nn.Module], Shape]]
+    doc: str
+
+
+LAYERS: Registry[LayerType] = Registry("layer type")
+
+
+def layer(name: str, args: type) -> Callable:
+    """Register `fn` as the build function of layer type `name` whose parameters are `args`."""
+
+    def deco(fn):
+        LAYERS.add(name, LayerType(name, args, fn, (fn.__doc__ or "").strip().splitlines()[0]))
+        return fn
+
+    return deco
+
+
+def pair(v: int | list[int], field: str) -> tuple[int, int]:
+    """Book's get_conf_param_2d: an int means the same value for height and width."""
+    if isinstance(v, int):
+        return v, v
+    require(len(v) == 2, field, "must be an int or a list [h, w]", v)
+    return v[0], v[1]
+
+
+def check_pair(v: int | list[int], field: str, low: int = 1) -> None:
+    h, w = pair(v, field)
+    require(h >= low and w >= low, field, f"must be ≥ {low}", v)
+
+
+def activation(name: str | None, ctx: BuildContext) -> list[nn.Module]:
+    name = name or ctx.activation
+    return {
+        "relu": [nn.ReLU()],
+        "sigmoid": [nn.Sigmoid()],
+        "tanh": [nn.Tanh()],
+        "leaky_relu": [nn.LeakyReLU(0.01)],
+        "none": [],
+    }[name]
+
+
+def one_member(ctx: BuildContext, what: str) -> None:
+    if ctx.members != 1:
+        raise LayerError(f"{what}: side-by-side (stacked) models are not supported yet")
+
+
+def flat_size(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+# ----------------------------------------------------------------------------------------------- modules
+class Dropout(nn.Module):
+    """Book dropout: keep each value with probability keep_prob and scale by 1/keep_prob; identity in eval.
+
+    Draws come from `generator` (set by the trainer), so a run is reproducible and independent of other
+    random draws in the process.
+    """
+
+    def __init__(self, keep_prob: float):
+        super().__init__()
+        self.keep_prob = keep_prob
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.keep_prob >= 1.0:
+            return x
+        mask = torch.empty(x.shape, device=x.device, dtype=x.dtype).bernoulli_(
+            self.keep_prob, generator=self.generator
+        )
+        return x * mask * (1.0 / self.keep_prob)
+
+    def extra_repr(self) -> str:
+        return f"keep_prob={self.keep_prob}"
+
+
+class Noise(nn.Module):
+    """Book noise injection: adds normal (or uniform) noise to a training batch with probability `ratio`.
+
+    Identity in evaluation; the gradient passes straight through (d(x + n)/dx = 1).
+    """
+
+    def __init__(self, kind: str, mean: float, std: float, low: float, high: float, ratio: float):
+        super().__init__()
+        self.kind, self.mean, self.std, self.low, self.high, self.ratio = kind, mean, std, low, high, ratio
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.ratio <= 0.0:
+            return x
+        g = self.generator
+        if self.kind == "normal":
+            noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=g) * self.std + self.mean
+        else:
+            noise = (
+                torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=g) * (self.high - self.low)
+                + self.low
+            )
+        if (
+            self.ratio < 1.0
+        ):  # book: np.random.rand() < ratio decides per batch; a 0/1 factor avoids a host sync
+            noise = noise * (torch.rand((), device=x.device, generator=g) < self.ratio).to(x.dtype)
+        return x + noise
+
+    def extra_repr(self) -> str:
+        spread = (
+            f"mean={self.mean}, std={self.std}"
+            if self.kind == "normal"
+            else f"low={self.low}, high={self.high}"
+        )
+        return f"{self.kind}, {spread}, ratio={self.ratio}"
+
+
+class BatchNormal(nn.Module):
+    """Book batch_normal: per channel (images) or per feature (vectors) over the batch.
+
+    Training uses the batch's mean and (biased) variance and moves the running averages by `exp_ratio`
+    (book: mavg += exp_ratio * (avg - mavg)); evaluation uses the running averages. With `rescale`, a
+    learnable scale (init 1) and shift (init 0) follow. Unlike the book, the gradient flows through the
+    batch mean and variance too (the book's backprop treats them as constants).
+    """
+
+    def __init__(self, features: int, epsilon: float, exp_ratio: float, rescale: bool):
+        super().__init__()
+        self.epsilon, self.exp_ratio = epsilon, exp_ratio
+        self.register_buffer("running_mean", torch.zeros(features))
+        self.register_buffer("running_var", torch.ones(features))
+        self.weight = nn.Parameter(torch.ones(features)) if rescale else None
+        self.bias = nn.Parameter(torch.zeros(features)) if rescale else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.epsilon
+            )
+        # one fused pass gives the output and the batch statistics (mean, 1/sqrt(var + eps))
+        out, mean, invstd = torch.native_batch_norm(
+            x, self.weight, self.bias, None, None, True, 0.0, self.epsilon
+        )
+        with torch.no_grad():
+            var = invstd.double().pow(-2).sub(self.epsilon).clamp_min(0).to(x.dtype)
+            self.running_mean.lerp_(mean, self.exp_ratio)
+            self.running_var.lerp_(var, self.exp_ratio)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.running_mean.numel()}, epsilon={self.epsilon}, exp_ratio={self.exp_ratio}, rescale={self.weight is not None}"
+
+
+# ----------------------------------------------------------------------------------------------- layer types
+@dataclass(frozen=True)
+class FullArgs:
+    width: int  # output units
+    actfunc: Activation | None = None  # null = model.activation (book default relu)
+
+    def __post_init__(self):
+        require(1 <= self.width <= 10_000_000, "width", "must be between 1 and 10000000", self.width)
+
+
+@layer("full", FullArgs)
+def full(a: FullArgs, shape: Shape, ctx: BuildContext):
+    """Fully connected layer (a bare int in the list); flattens image input first."""
+    one_member(ctx, "full")
+    flat = [nn.Flatten()] if len(shape) > 1 else []
+    return [*flat, nn.Linear(flat_size(shape), a.width), *activation(a.actfunc, ctx)], (a.width,)
+
+
+@dataclass(frozen=True)
+class ConvArgs:
+    ksize: int | list[int]  # kernel height/width (book: required)
+    chn: int  # output channels (book: required)
+    actfunc: Activation | None = None  # null = model.activation (book default relu)
+    stride: int | list[int] = 1  # the book's conv has stride 1; 'same' padding gives ceil(H / stride)
+
+    def __post_init__(self):
+        check_pair(self.ksize, "ksize")
+        check_pair(self.stride, "stride")
+        require(1 <= self.chn <= 100_000, "chn", "must be between 1 and 100000", self.chn)
+
+
+def same_padding(size: int, k: int, s: int) -> tuple[int, int]:
+    """TF/book 'same': output ceil(size / s); the odd pixel of padding goes to the bottom/right."""
+    out = -(-size // s)
+    total = max((out - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+@layer("conv", ConvArgs)
+def conv(a: ConvArgs, shape: Shape, ctx: BuildContext):
+    """Convolution with 'same' padding (book: kernel [kh, kw, in, chn], zero bias)."""
+    one_member(ctx, "conv")
+    if len(shape) != 3:
+        raise LayerError(f"needs image input (C×H×W), got a vector of {shape[0]}")
+    c, h, w = shape
+    (kh, kw), (sh, sw) = pair(a.ksize, "ksize"), pair(a.stride, "stride")
+    (top, bottom), (left, right) = same_padding(h, kh, sh), same_padding(w, kw, sw)
+    mods: list[nn.Module] = []
+    if top == bottom and left == right:
+        padding: Any = (top, left)
+    else:
+        mods.append(nn.ZeroPad2d((left, right, top, bottom)))
+        padding = 0
+    mods.append(nn.Conv2d(c, a.chn, (kh, kw), stride=(sh, sw), padding=padding))
+    return [*mods, *activation(a.actfunc, ctx)], (a.chn, -(-h // sh), -(-w // sw))
+
+
+@dataclass(frozen=True)
+class PoolArgs:
+    stride: int | list[int]  # window and step (book: the window equals the stride; must divide the input)
+
+    def __post_init__(self):
+        check_pair(self.stride, "stride")
+
+
+def pool(kind: str, a: PoolArgs, shape: Shape, ctx: BuildContext):
+    if len(shape) != 3:
+        raise LayerError(f"needs image input (C×H×W), got a vector of {shape[0]}")
+    c, h, w = shape
+    sh, sw = pair(a.stride, "stride")
+    if h % sh or w % sw:
+        raise LayerError(
+            f"stride {sh}×{sw} does not divide the input size {h}×{w} (the book requires it; change the stride "
+            f"or the layers before it)"
+        )
+    cls = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
+    return [cls((sh, sw), (sh, sw))], (c, h // sh, w // sw)
+
+
+@layer("max", PoolArgs)
+def max_pool(a: PoolArgs, shape: Shape, ctx: BuildContext):
+    """Max pooling; window = stride."""
+    return pool("max", a, shape, ctx)
+
+
+@layer("avg", PoolArgs)
+def avg_pool(a: PoolArgs, shape: Shape, ctx: BuildContext):
+    """Average pooling; window = stride."""
+    return pool("avg", a, shape, ctx)
+
+
+@dataclass(frozen=True)
+class DropoutArgs:
+    keep_prob: float = 1.0  # book default 1.0 (keeps everything); must be in (0, 1]
+
+    def __post_init__(self):
+        require(0 < self.keep_prob <= 1, "keep_prob", "must be in (0, 1]", self.keep_prob)
+
+
+@layer("dropout", DropoutArgs)
+def dropout(a: DropoutArgs, shape: Shape, ctx: BuildContext):
+    """Dropout: keeps a value with probability keep_prob, scaled by 1/keep_prob; identity in evaluation."""
+    one_member(ctx, "dropout")
+    return [Dropout(a.keep_prob)], shape
+
+
+@dataclass(frozen=True)
+class NoiseArgs:
+    type: Literal["normal", "uniform"] = "normal"  # book supports normal
+    mean: float = 0.0  # normal: book default 0
+    std: float = 1.0  # normal: book default 1.0
+    low: float = -1.0  # uniform
+    high: float = 1.0  # uniform
+    ratio: float = 1.0  # probability that a training batch gets noise (book default 1.0)
+
+    def __post_init__(self):
+        require(self.std >= 0, "std", "must be ≥ 0", self.std)
+        require(self.low <= self.high, "high", f"must be ≥ low ({self.low})", self.high)
+        require(0 <= self.ratio <= 1, "ratio", "must be in [0, 1]", self.ratio)
+
+
+@layer("noise", NoiseArgs)
+def noise(a: NoiseArgs, shape: Shape, ctx: BuildContext):
+    """Noise injection in training (normal or uniform); identity in evaluation."""
+    one_member(ctx, "noise")
+    return [Noise(a.type, a.mean, a.std, a.low, a.high, a.ratio)], shape
+
+
+@dataclass(frozen=True)
+class BatchNormalArgs:
+    epsilon: float = 1e-10  # book default
+    exp_ratio: float = 0.001  # book: running-average rate
+    rescale: bool = True  # book: learnable scale and shift
+
+    def __post_init__(self):
+        require(self.epsilon > 0, "epsilon", "must be > 0", self.epsilon)
+        require(0 <= self.exp_ratio <= 1, "exp_ratio", "must be in [0, 1]", self.exp_ratio)
+
+
+@layer("batch_normal", BatchNormalArgs)
+def batch_normal(a: BatchNormalArgs, shape: Shape, ctx: BuildContext):
+    """Batch normalization per channel (images) or feature (vectors); running averages in evaluation."""
+    one_member(ctx, "batch_normal")
+    return [BatchNormal(shape[0], a.epsilon, a.exp_ratio, a.rescale)], shape
+
+
+# ----------------------------------------------------------------------------------------------- layer lists
+@dataclass(frozen=True)
+class LayerSpec:
+    type: str
+    args: Any  # the type's argument dataclass
+
+
+def parse_layer(entry: Any, path: str) -> LayerSpec:
+    """One layer list entry → LayerSpec; ConfigError naming `path` if it is malformed."""
+    if isinstance(entry, int) and not isinstance(entry, bool):
+        entry = ["full", {"width": entry}]
+    if not isinstance(entry, (list, tuple)) or not 1 <= len(entry) <= 2 or not isinstance(entry[0], str):
+        raise ConfigError(
+            f"expected an int (full layer width) or [type] / [type, {{params}}], got {describe(entry)}",
+            path=path,
+        )
+    name = entry[0]
+    if name not in LAYERS:
+        raise ConfigError(LAYERS.unknown(name), path=path)
+    params = entry[1] if len(entry) == 2 else {}
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{name}: expected a mapping of parameters, got {describe(params)}", path=path)
+    try:
+        return LayerSpec(name, parse(LAYERS[name].args, params, path))
+    except ConfigError as e:
+        raise ConfigError(f"{e.detail} (layer '{name}')", path=e.path) from None
+
+
+def parse_layers(raw: Any, path: str = "model.layers") -> list[LayerSpec]:
+    if not isinstance(raw, (list, tuple)):
+        raise ConfigError(f"expected a list of layers, got {describe(raw)}", path=path)
+    return [parse_layer(entry, f"{path}[{i}]") for i, entry in enumerate(raw)]
+
+
+def spec_to_plain(spec: LayerSpec) -> list[Any]:
+    """`[type, {params}]` with defaults filled in; params left null (inherit a model default) are omitted."""
+    params = {k: v for k, v in to_plain(spec.args).items() if v is not None}
+    return [spec.type, params] if params else [spec.type]
+
+
+def normalize_layers(raw: Any, default_activation: str, path: str = "model.layers") -> list[Any]:
+    """Validate a layer list and return it in the explicit form stored in the resolved config."""
+    del default_activation  # kept implicit (actfunc: null) so a later model.activation override applies
+    return [spec_to_plain(s) for s in parse_layers(raw, path)]
+
+
+def describe_spec(spec: LayerSpec) -> str:
+    """Short book-style text of a layer for tables: `conv(3,6)`, `max(2)`, `dropout(0.6)`, `30`."""
+    a = spec.args
+    if spec.type == "full":
+        return str(a.width) + (f" {a.actfunc}" if a.actfunc else "")
+    if spec.type == "conv":
+        k = a.ksize if isinstance(a.ksize, int) else "x".join(map(str, a.ksize))
+        return f"conv({k},{a.chn})" + (f" {a.actfunc}" if a.actfunc else "")
+    if spec.type in ("max", "avg"):
+        s = a.stride if isinstance(a.stride, int) else "x".join(map(str, a.stride))
+        return f"{spec.type}({s})"
+    if spec.type == "dropout":
+        return f"dropout({a.keep_prob:g})"
+    if spec.type == "noise":
+        return (
+            f"noise({a.type} std={a.std:g})"
+            if a.type == "normal"
+            else f"noise(uniform {a.low:g}..{a.high:g})"
+        )
+    return spec.type

@@ -1,0 +1,180 @@
+"""Layer list → torch model: the builder loop, weight init, and the book's parameter statistics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import InitConfig, ModelConfig
+from .errors import ConfigError
+from .layers import LAYERS, BuildContext, LayerError, Shape, describe_spec, flat_size, parse_layers
+
+MAX_PARAMS = 2_000_000_000  # a model this large would not fit a student's machine; refuse before allocating
+
+
+class Net(nn.Module):
+    """The built model: `body` holds one nn.Sequential per entry of the layer list, `out` the output layer.
+
+    `heads` lists the class count of each output head; the output layer has their sum of units and
+    `forward` returns the concatenated logits (split them with `split_heads`).
+    """
+
+    def __init__(self, body: list[nn.Module], out: nn.Module, heads: list[int], conv: bool):
+        super().__init__()
+        self.body = nn.Sequential(*body)
+        self.out = out
+        self.heads = list(heads)
+        self.is_conv = conv  # has image-shaped activations, so channels_last pays off
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x))
+
+    def split_heads(self, logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.split(logits, self.heads, dim=-1)
+
+    def set_generator(self, generator: torch.Generator | None) -> None:
+        """Route the random draws of dropout and noise layers through `generator`."""
+        for m in self.modules():
+            if hasattr(m, "generator"):
+                m.generator = generator
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of `regbench show`: a layer, its output shape and its parameter counts."""
+
+    index: str
+    text: str
+    shape: Shape
+    weights: int  # weights and kernels (the book's count)
+    other: int  # biases, batch_normal scale/shift
+
+
+def is_weight_layer(m: nn.Module) -> bool:
+    return isinstance(m, (nn.Linear, nn.Conv2d))
+
+
+def count(mods: list[nn.Module]) -> tuple[int, int]:
+    weights = sum(m.weight.numel() for mod in mods for m in mod.modules() if is_weight_layer(m))
+    total = sum(p.numel() for mod in mods for p in mod.parameters())
+    return weights, total - weights
+
+
+def build_model(
+    cfg: ModelConfig, input_shape: Shape, heads: list[int], members: int = 1
+) -> tuple[Net, list[Row]]:
+    """Build the layer list for `input_shape` (C, H, W) or (F,) with one output unit per class of each head.
+
+    Parameters are left uninitialized-by-book (torch defaults); call `init_weights` next. Raises ConfigError
+    naming the layer (`model.layers[i]`) when a layer does not fit its input.
+    """
+    specs = parse_layers(cfg.layers)
+    ctx = BuildContext(activation=cfg.activation, members=members)
+    # shapes and sizes first, on the meta device, so an absurd width fails here and not in the allocator
+    with torch.device("meta"):
+        _build(specs, input_shape, heads, ctx)
+    return _build(specs, input_shape, heads, ctx)
+
+
+def _build(specs, input_shape: Shape, heads: list[int], ctx: BuildContext) -> tuple[Net, list[Row]]:
+    shape, body, rows, conv, total = tuple(input_shape), [], [], len(input_shape) == 3, 0
+    rows.append(Row("", "input", shape, 0, 0))
+    for i, spec in enumerate(specs):
+        try:
+            mods, shape = LAYERS[spec.type].build(spec.args, shape, ctx)
+        except LayerError as e:
+            raise ConfigError(f"{spec.type}: {e}", path=f"model.layers[{i}]") from None
+        weights, other = count(mods)
+        total += weights + other
+        rows.append(Row(str(i), describe_spec(spec), shape, weights, other))
+        body.append(nn.Sequential(*mods))
+    n_out = sum(heads)
+    flat = [nn.Flatten()] if len(shape) > 1 else []
+    out = nn.Sequential(*flat, nn.Linear(flat_size(shape), n_out))
+    weights, other = count([out])
+    total += weights + other
+    rows.append(
+        Row(
+            "out",
+            "output (full, no actfunc)" + (f" heads {'+'.join(map(str, heads))}" if len(heads) > 1 else ""),
+            (n_out,),
+            weights,
+            other,
+        )
+    )
+    if total * ctx.members > MAX_PARAMS:
+        raise ConfigError(
+            f"the model has {total * ctx.members:,} parameters, more than the {MAX_PARAMS:,} regbench allows; "
+            "use smaller widths or channel counts",
+            path="model.layers",
+        )
+    return Net(body, out, heads, conv), rows
+
+
+# ----------------------------------------------------------------------------------------------- init
+def fans(weight: torch.Tensor) -> tuple[int, int]:
+    """(fan_in, fan_out): Linear (out, in); Conv2d (out, in, kh, kw) → in·kh·kw, out·kh·kw (as Keras)."""
+    receptive = math.prod(weight.shape[2:]) if weight.dim() > 2 else 1
+    return weight.shape[1] * receptive, weight.shape[0] * receptive
+
+
+def init_tensor(w: torch.Tensor, cfg: InitConfig, g: torch.Generator) -> None:
+    """Fill `w` in place from `g` according to `cfg` (draws on the CPU so every device gets the same values)."""
+    fan_in, fan_out = fans(w)
+    buf = torch.empty(w.shape, dtype=torch.float32)
+    if cfg.type == "normal":
+        buf.normal_(cfg.mean, cfg.std, generator=g)
+    elif cfg.type == "uniform":
+        buf.uniform_(cfg.low, cfg.high, generator=g)
+    elif cfg.type == "xavier_normal":
+        buf.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)), generator=g)
+    elif cfg.type == "xavier_uniform":
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        buf.uniform_(-limit, limit, generator=g)
+    elif cfg.type == "he_normal":
+        buf.normal_(0.0, math.sqrt(2.0 / fan_in), generator=g)
+    elif cfg.type == "he_uniform":
+        limit = math.sqrt(6.0 / fan_in)
+        buf.uniform_(-limit, limit, generator=g)
+    else:  # config validation keeps this unreachable
+        raise ValueError(f"unknown init type {cfg.type}")
+    with torch.no_grad():
+        w.copy_(buf)
+
+
+def init_weights(net: Net, cfg: InitConfig, seed: int) -> None:
+    """Book init: weights and kernels from `cfg` (default normal std 0.03), biases zero, in layer order."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if is_weight_layer(m):
+            init_tensor(m.weight, cfg, g)
+            if m.bias is not None:
+                with torch.no_grad():
+                    m.bias.zero_()
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+def weights_and_kernels(net: nn.Module) -> list[torch.Tensor]:
+    """The book's collect_params: weights of full layers (output included) and conv kernels; no biases."""
+    return [m.weight for m in net.modules() if is_weight_layer(m)]
+
+
+NEAR_ZERO = 1e-5  # book: -1e-5 <= x <= 1e-5 counts as near 0
+
+
+def param_stats(net: nn.Module) -> dict[str, float | int]:
+    """Count, near-zero count, mean and (population) std of the weights and kernels, as the book prints them."""
+    with torch.no_grad():
+        flat = torch.cat([w.detach().reshape(-1).double().cpu() for w in weights_and_kernels(net)])
+    n = flat.numel()
+    near = int((flat.abs() <= NEAR_ZERO).sum())
+    return {
+        "weights": n,
+        "near_zero": near,
+        "near_zero_pct": 100.0 * near / n if n else 0.0,
+        "mean": float(flat.mean()) if n else 0.0,
+        "std": float(flat.std(correction=0)) if n else 0.0,
+    }

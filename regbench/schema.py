@@ -1,0 +1,212 @@
+"""Typed parsing of plain YAML data into frozen dataclasses, with one-line errors naming the key path.
+
+Config sections and layer parameters are both frozen dataclasses; `parse` checks unknown keys, types and
+(through `__post_init__` calling `require`) ranges, and `to_plain` turns them back into YAML-ready data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from typing import Any, Literal, Union
+
+import yaml
+
+from .errors import ConfigError
+
+
+class FieldError(ValueError):
+    """Raised from a dataclass's `__post_init__` for a value out of range; `parse` adds the key path."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(message)
+
+
+def require(ok: bool, field: str, message: str, value: Any = dataclasses.MISSING) -> None:
+    """Raise FieldError(field, message) unless `ok`; `value` is quoted in the message when given."""
+    if not ok:
+        got = "" if value is dataclasses.MISSING else f", got {value!r}"
+        raise FieldError(field, message + got)
+
+
+class Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`; users write `1e-3`)."""
+
+
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML safely (no Python object tags); errors become a one-line ConfigError."""
+    try:
+        return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader subclass
+    except yaml.constructor.ConstructorError as e:
+        tag = getattr(e, "problem", "") or ""
+        line = f" (line {e.problem_mark.line + 1})" if getattr(e, "problem_mark", None) else ""
+        raise ConfigError(f"unsafe or unknown YAML tag rejected{line}: {tag}", source=source) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"invalid YAML{where}: {problem}", source=source) from None
+
+
+def join(path: str, key: str | int) -> str:
+    """Key path notation used in messages: `a.b`, `a[2]`."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def type_name(tp: Any) -> str:
+    """A short, user-facing name for a type hint."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(str(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin in (list, tuple):
+        return f"list of {type_name(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse(tp: Any, value: Any, path: str = "") -> Any:
+    """Check `value` against the type hint `tp` and build it; raise ConfigError naming `path` if it does not fit."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _parse_dataclass(tp, value, path)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
+            raise ConfigError(
+                f"expected one of {', '.join(map(str, choices))}; got {describe(value)}", path=path
+            )
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"expected {type_name(tp)}, got null", path=path)
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return parse(arg, value, path)
+            except ConfigError as e:
+                errors.append(e)
+        if len(errors) == 1:
+            raise errors[0]
+        raise ConfigError(f"expected {type_name(tp)}, got {describe(value)}", path=path)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"expected a list, got {describe(value)}", path=path)
+        item = typing.get_args(tp)[0]
+        items = [parse(item, v, join(path, i)) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"expected true or false, got {describe(value)}", path=path)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+                return int(value)
+            raise ConfigError(f"expected an integer, got {describe(value)}", path=path)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"expected a number, got {describe(value)}", path=path)
+        if not math.isfinite(value):
+            raise ConfigError(f"expected a finite number, got {value}", path=path)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"expected a string, got {describe(value)}", path=path)
+        return value
+    raise TypeError(f"schema: unsupported type {tp!r} at {path}")  # a bug in regbench, not user input
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def hints(cls: type) -> dict[str, Any]:
+    """Resolved type hints of a dataclass (cached; the modules use `from __future__ import annotations`)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _parse_dataclass(cls: type, value: Any, path: str) -> Any:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a mapping of {type_name_keys(cls)}, got {describe(value)}", path=path)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in value:
+        if key not in fields:
+            near = _closest(str(key), fields)
+            hint = f" (did you mean '{near}'?)" if near else ""
+            raise ConfigError(
+                f"unknown key '{key}'{hint}; allowed: {', '.join(fields)}", path=join(path, str(key))
+            )
+    for name, f in fields.items():
+        if (
+            name not in value
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ):
+            raise ConfigError(f"missing required key '{name}'", path=join(path, name))
+    th = hints(cls)
+    kwargs = {name: parse(th[name], value[name], join(path, name)) for name in fields if name in value}
+    try:
+        return cls(**kwargs)
+    except FieldError as e:
+        raise ConfigError(str(e), path=join(path, e.field)) from None
+
+
+def type_name_keys(cls: type) -> str:
+    return "{" + ", ".join(f.name for f in dataclasses.fields(cls) if f.init) + "}"
+
+
+def _closest(key: str, names: typing.Iterable[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(key, list(names), n=1, cutoff=0.75)
+    return match[0] if match else None
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses/tuples → dicts/lists that `yaml.safe_dump` and `json.dumps` accept."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    return obj
