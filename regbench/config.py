@@ -16,8 +16,20 @@ from typing import Any, Literal
 from .errors import ConfigError
 from .schema import describe, load_yaml, parse, require, to_plain
 
-Activation = Literal["relu", "sigmoid", "tanh", "leaky_relu", "none"]
-InitType = Literal["normal", "uniform", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform"]
+Activation = Literal["relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "none"]
+InitType = Literal[
+    "normal",
+    "truncated_normal",  # TF's: values beyond 2 std are redrawn
+    "uniform",
+    "xavier_normal",
+    "xavier_uniform",
+    "he_normal",
+    "he_uniform",
+    "glorot_normal",  # Keras names: glorot_* = xavier_*, random_* = uniform/normal
+    "glorot_uniform",
+    "random_uniform",
+    "random_normal",
+]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -30,12 +42,8 @@ class Split:
     def __post_init__(self):
         require(0 < self.train < 1, "train", "must be between 0 and 1 (exclusive)", self.train)
         require(0 <= self.val < 1, "val", "must be in [0, 1)", self.val)
-        require(
-            self.train + self.val < 1,
-            "val",
-            f"train + val must be < 1 to leave a test split (train={self.train})",
-            self.val,
-        )
+        msg = f"train + val must be < 1 to leave a test split (train={self.train})"
+        require(self.train + self.val < 1, "val", msg, self.val)
 
 
 @dataclass(frozen=True)
@@ -59,20 +67,19 @@ class DataConfig:
     limit: Limit = field(default_factory=Limit)
     # synthetic only (null = the data set's default)
     shape: list[int] | None = None  # H × W × C in the book's order; synthetic default [8, 8, 1]
-    classes: int | list[int] | None = (
-        None  # classes, or a list of class counts (one output head each); default 10
-    )
+    classes: int | list[int] | None = None  # class count, or one per output head ([3, 31]); default 10
     count: int | None = None  # number of samples; synthetic default 1000
 
 
 # ----------------------------------------------------------------------------------------------- model
 @dataclass(frozen=True)
 class InitConfig:
-    type: InitType = "normal"  # book: normal(0, init_rand_std) for weights and kernels; biases are zero
-    std: float = 0.03  # book: init_rand_std = 0.030 (type normal)
-    mean: float = 0.0  # type normal
-    low: float = -0.05  # type uniform (Keras RandomUniform's default range)
+    type: InitType = "normal"  # book: normal(0, init_rand_std) for weights and kernels
+    std: float = 0.03  # book: init_rand_std = 0.030 (normal, truncated_normal)
+    mean: float = 0.0  # normal, truncated_normal
+    low: float = -0.05  # uniform (Keras RandomUniform's default range)
     high: float = 0.05
+    bias: float = 0.0  # constant for biases (book 0; the CIFAR workshop uses 0.1)
 
     def __post_init__(self):
         require(self.std >= 0, "std", "must be ≥ 0", self.std)
@@ -81,10 +88,8 @@ class InitConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    layers: list[Any] = field(
-        default_factory=lambda: [30, 10]
-    )  # the book's layer list; output layer is added
-    init: InitConfig = field(default_factory=InitConfig)
+    layers: list[Any] = field(default_factory=lambda: [30, 10])  # book hconfigs; output layer is added
+    init: InitConfig = field(default_factory=InitConfig)  # a layer's own `init` overrides it
     activation: Activation = "relu"  # book: default actfunc of full and conv layers
 
 
@@ -93,10 +98,9 @@ class ModelConfig:
 class RegularizerConfig:
     l2_decay: float = 0.0  # book: CnnRegModel(l2_decay=...); acts on weights and kernels only
     l1_decay: float = 0.0  # book: CnnRegModel(l1_decay=...)
-    mode: Literal["decoupled", "penalty"] = (
-        "decoupled"  # decoupled: book's w -= lr*(l2*w + l1*sign w) per step;
-    )
-    # penalty: l2/2·Σw² + l1·Σ|w| added to the loss (Keras / "Deep Learning from Scratch")
+    # decoupled: the book's w -= lr·(l2·w + l1·sign w) each step;
+    # penalty: l2/2·Σw² + l1·Σ|w| added to the loss (Keras, "Deep Learning from Scratch")
+    mode: Literal["decoupled", "penalty"] = "decoupled"
 
     def __post_init__(self):
         require(self.l2_decay >= 0, "l2_decay", "must be ≥ 0", self.l2_decay)
@@ -105,49 +109,77 @@ class RegularizerConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    name: str = "adam"  # sgd | momentum | adagrad | rmsprop | adam (book: Adam)
+    # sgd | momentum | nesterov | adagrad | rmsprop | adadelta | adam | adamw | adamax | nadam
+    name: str = "adam"  # book: Adam
     lr: float = 0.001  # book: learning_rate=0.001
-    momentum: float = 0.9  # momentum: the velocity's decay
-    beta1: float = 0.9  # adam: book ro_1
-    beta2: float = 0.999  # adam: book ro_2
-    eps: float | None = (
-        None  # null = the optimizer's usual value (adam 1e-8 as the book, adagrad 1e-10, rmsprop 1e-8)
-    )
-    alpha: float = 0.99  # rmsprop: decay of the squared-gradient average
+    momentum: float = 0.9  # momentum, nesterov: decay of the velocity
+    beta1: float = 0.9  # adam family: book ro_1
+    beta2: float = 0.999  # adam family: book ro_2
+    eps: float | None = None  # null = the optimizer's usual value (adam 1e-8 as the book, adagrad 1e-10)
+    alpha: float = 0.99  # rmsprop: decay of the squared-gradient average (DLFS: 0.99)
+    rho: float = 0.9  # adadelta: decay of its running averages
+    weight_decay: float = 0.0  # the optimizer's own decay (adamw: decoupled; others: added to the gradient)
+    schedule: Literal["none", "step", "exponential", "cosine"] = "none"  # learning-rate schedule
+    warmup: float = 0.0  # epochs of linear warm-up (from lr/100 to lr) before the schedule
+    step_size: int = 10  # step: epochs between multiplications by gamma
+    gamma: float | None = None  # step: factor every step_size epochs (0.1); exponential: per epoch (0.95)
+    min_lr: float = 0.0  # cosine: the value reached at the last step
 
     def __post_init__(self):
         require(self.lr > 0, "lr", "must be > 0", self.lr)
-        for name in ("momentum", "beta1", "beta2", "alpha"):
+        for name in ("momentum", "beta1", "beta2", "alpha", "rho"):
             v = getattr(self, name)
             require(0 <= v < 1, name, "must be in [0, 1)", v)
         require(self.eps is None or self.eps > 0, "eps", "must be > 0 or null", self.eps)
+        require(self.weight_decay >= 0, "weight_decay", "must be ≥ 0", self.weight_decay)
+        require(self.warmup >= 0, "warmup", "must be ≥ 0 epochs", self.warmup)
+        require(self.step_size >= 1, "step_size", "must be ≥ 1 epoch", self.step_size)
+        require(self.gamma is None or 0 < self.gamma <= 1, "gamma", "must be in (0, 1]", self.gamma)
+        require(0 <= self.min_lr <= self.lr, "min_lr", f"must be in [0, lr={self.lr}]", self.min_lr)
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    patience: int = 5  # epochs without improvement before stopping
+    metric: Literal["val_acc", "val_loss"] = "val_acc"  # on the validation split (first head)
+    min_delta: float = 0.0  # an improvement smaller than this does not count
+
+    def __post_init__(self):
+        require(self.patience >= 1, "patience", "must be ≥ 1", self.patience)
+        require(self.min_delta >= 0, "min_delta", "must be ≥ 0", self.min_delta)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10  # book: epoch_count=10
     batch_size: int = 10  # book: batch_size=10
-    report: int = 1  # print the epoch line every N epochs; 0 = quiet (the book's exec_all default is 0)
+    report: int = 1  # print the epoch line every N epochs; 0 = only the end lines (book exec_all: 0)
     show: int = 3  # book: show_cnt=3 test samples printed after the test report
-    show_params: bool = False  # book: show_params, near-zero count plus mean/std of the weights
+    show_params: bool = False  # book: near-zero count plus mean/std of the weights, and the histogram
     device: str = "auto"  # auto | cpu | cuda | cuda:N (auto = cuda when available)
     drop_last: bool = True  # book: batch_count = train_count // batch_size, the remainder is skipped
     threads: int | None = None  # CPU threads for torch (null = torch's default, all physical cores)
+    iterations: int | None = None  # train this many steps instead of `epochs` (last epoch may be partial)
+    log_every: int = 0  # write the loss of steps 0, K, 2K, … to steps.jsonl; 0 = off
+    eval_train: bool = False  # also evaluate the whole train split in evaluation mode every epoch
+    early_stop: EarlyStop | None = None  # e.g. {patience: 5, metric: val_acc}; null = all epochs
+    test_on: Literal["last", "best"] = "last"  # test the last epoch's weights or the best val epoch's
+    ensemble: int = 1  # N members (seeds seed, seed+1, …); tests the averaged softmax of the first k
+    clip_grad_norm: float | None = None  # clip the global gradient norm to this value every step
 
     def __post_init__(self):
         require(1 <= self.epochs <= 1_000_000, "epochs", "must be between 1 and 1000000", self.epochs)
-        require(
-            1 <= self.batch_size <= 1_000_000, "batch_size", "must be between 1 and 1000000", self.batch_size
-        )
+        require(1 <= self.batch_size <= 1_000_000, "batch_size", "must be between 1 and 1000000", self.batch_size)
         require(self.report >= 0, "report", "must be ≥ 0", self.report)
         require(self.show >= 0, "show", "must be ≥ 0", self.show)
-        require(
-            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
-            "device",
-            "must be auto, cpu, cuda or cuda:N",
-            self.device,
-        )
+        ok = re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None
+        require(ok, "device", "must be auto, cpu, cuda or cuda:N", self.device)
         require(self.threads is None or self.threads >= 1, "threads", "must be ≥ 1 or null", self.threads)
+        require(self.iterations is None or self.iterations >= 1, "iterations", "must be ≥ 1 or null", self.iterations)
+        require(self.log_every >= 0, "log_every", "must be ≥ 0", self.log_every)
+        require(1 <= self.ensemble <= 1000, "ensemble", "must be between 1 and 1000", self.ensemble)
+        clip = self.clip_grad_norm
+        require(clip is None or clip > 0, "clip_grad_norm", "must be > 0 or null", clip)
 
 
 @dataclass(frozen=True)
@@ -234,9 +266,7 @@ def load_config(
             raw = {}
         default_name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem) or "run"
     if not isinstance(raw, dict):
-        raise ConfigError(
-            f"expected a mapping of config sections at the top level, got {describe(raw)}", source=label
-        )
+        raise ConfigError(f"expected a mapping of config sections at the top level, got {describe(raw)}", source=label)
     if isinstance(overrides, list):
         pairs = [parse_override(o) for o in overrides]
         overrides = dict(pairs)
@@ -264,7 +294,7 @@ def resolve(cfg: Config) -> Config:
     check_data_keys(cfg.data)
     if cfg.optimizer.name not in optim.OPTIMIZERS:
         raise ConfigError(optim.OPTIMIZERS.unknown(cfg.optimizer.name), path="optimizer.name")
-    layers = normalize_layers(cfg.model.layers, cfg.model.activation, path="model.layers")
+    layers = normalize_layers(cfg.model.layers, path="model.layers")
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, layers=layers))
 
 

@@ -38,7 +38,9 @@ def epoch_line(
     secs: int,
     total: int,
 ) -> str:
-    return f"    Epoch {epoch}: cost={cost:5.3f}, accuracy={acc_text(train_acc)}/{acc_text(val_acc)} ({secs}/{total} secs)"
+    return (
+        f"    Epoch {epoch}: cost={cost:5.3f}, accuracy={acc_text(train_acc)}/{acc_text(val_acc)} ({secs}/{total} secs)"
+    )
 
 
 def train_started(name: str) -> str:

@@ -9,6 +9,7 @@ are inferred, never written down. `ctx.members` is the number of same-shaped mod
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Activation
+from .config import Activation, InitConfig
 from .errors import ConfigError
 from .registry import Registry
 from .schema import describe, parse, require, to_plain
@@ -34,6 +35,7 @@ class LayerError(ValueError):
 class BuildContext:
     activation: str = "relu"  # model.activation, the default actfunc
     members: int = 1  # K same-shaped models side by side
+    path: str = "model.layers"  # key path of the layer being built, for errors in nested blocks
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ def activation(name: str | None, ctx: BuildContext) -> list[nn.Module]:
         "sigmoid": [nn.Sigmoid()],
         "tanh": [nn.Tanh()],
         "leaky_relu": [nn.LeakyReLU(0.01)],
+        "elu": [nn.ELU()],
+        "gelu": [nn.GELU()],
         "none": [],
     }[name]
 
@@ -106,9 +110,7 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.keep_prob >= 1.0:
             return x
-        mask = torch.empty(x.shape, device=x.device, dtype=x.dtype).bernoulli_(
-            self.keep_prob, generator=self.generator
-        )
+        mask = torch.empty(x.shape, device=x.device, dtype=x.dtype).bernoulli_(self.keep_prob, generator=self.generator)
         return x * mask * (1.0 / self.keep_prob)
 
     def extra_repr(self) -> str:
@@ -133,22 +135,13 @@ class Noise(nn.Module):
         if self.kind == "normal":
             noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=g) * self.std + self.mean
         else:
-            noise = (
-                torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=g) * (self.high - self.low)
-                + self.low
-            )
-        if (
-            self.ratio < 1.0
-        ):  # book: np.random.rand() < ratio decides per batch; a 0/1 factor avoids a host sync
+            noise = torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=g) * (self.high - self.low) + self.low
+        if self.ratio < 1.0:  # book: np.random.rand() < ratio decides per batch; a 0/1 factor avoids a host sync
             noise = noise * (torch.rand((), device=x.device, generator=g) < self.ratio).to(x.dtype)
         return x + noise
 
     def extra_repr(self) -> str:
-        spread = (
-            f"mean={self.mean}, std={self.std}"
-            if self.kind == "normal"
-            else f"low={self.low}, high={self.high}"
-        )
+        spread = f"mean={self.mean}, std={self.std}" if self.kind == "normal" else f"low={self.low}, high={self.high}"
         return f"{self.kind}, {spread}, ratio={self.ratio}"
 
 
@@ -175,9 +168,7 @@ class BatchNormal(nn.Module):
                 x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.epsilon
             )
         # one fused pass gives the output and the batch statistics (mean, 1/sqrt(var + eps))
-        out, mean, invstd = torch.native_batch_norm(
-            x, self.weight, self.bias, None, None, True, 0.0, self.epsilon
-        )
+        out, mean, invstd = torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.epsilon)
         with torch.no_grad():
             var = invstd.double().pow(-2).sub(self.epsilon).clamp_min(0).to(x.dtype)
             self.running_mean.lerp_(mean, self.exp_ratio)
@@ -190,9 +181,42 @@ class BatchNormal(nn.Module):
 
 # ----------------------------------------------------------------------------------------------- layer types
 @dataclass(frozen=True)
+class BatchNormalArgs:
+    epsilon: float = 1e-10  # book default
+    exp_ratio: float = 0.001  # book: running-average rate
+    rescale: bool = True  # book: learnable scale and shift
+
+    def __post_init__(self):
+        require(self.epsilon > 0, "epsilon", "must be > 0", self.epsilon)
+        require(0 <= self.exp_ratio <= 1, "exp_ratio", "must be in [0, 1]", self.exp_ratio)
+
+
+def inline_bn(spec: bool | BatchNormalArgs, features: int, ctx: BuildContext) -> list[nn.Module]:
+    """`batch_normal: true` (book defaults) or `{epsilon, exp_ratio, rescale}` on a conv/full layer."""
+    if spec is False:
+        return []
+    a = BatchNormalArgs() if spec is True else spec
+    return batch_normal(a, (features,), ctx)[0]
+
+
+def quiet(default: Any) -> Any:
+    """An option left out of the resolved layer list while it has its default (keeps config.yaml readable)."""
+    return dataclasses.field(default=default, metadata={"quiet": True})
+
+
+def weight_layer(module: nn.Module, init: InitConfig | None) -> nn.Module:
+    """Remember a layer's own init (None: model.init) for `init_weights`."""
+    module.init_cfg = init
+    return module
+
+
+@dataclass(frozen=True)
 class FullArgs:
     width: int  # output units
     actfunc: Activation | None = None  # null = model.activation (book default relu)
+    bias: bool = quiet(True)
+    batch_normal: bool | BatchNormalArgs = quiet(False)  # true: Linear → BN → activation (lecture's order)
+    init: InitConfig | None = quiet(None)  # null = model.init
 
     def __post_init__(self):
         require(1 <= self.width <= 10_000_000, "width", "must be between 1 and 10000000", self.width)
@@ -203,7 +227,8 @@ def full(a: FullArgs, shape: Shape, ctx: BuildContext):
     """Fully connected layer (a bare int in the list); flattens image input first."""
     one_member(ctx, "full")
     flat = [nn.Flatten()] if len(shape) > 1 else []
-    return [*flat, nn.Linear(flat_size(shape), a.width), *activation(a.actfunc, ctx)], (a.width,)
+    linear = weight_layer(nn.Linear(flat_size(shape), a.width, bias=a.bias), a.init)
+    return [*flat, linear, *inline_bn(a.batch_normal, a.width, ctx), *activation(a.actfunc, ctx)], (a.width,)
 
 
 @dataclass(frozen=True)
@@ -211,12 +236,17 @@ class ConvArgs:
     ksize: int | list[int]  # kernel height/width (book: required)
     chn: int  # output channels (book: required)
     actfunc: Activation | None = None  # null = model.activation (book default relu)
-    stride: int | list[int] = 1  # the book's conv has stride 1; 'same' padding gives ceil(H / stride)
+    stride: int | list[int] = 1  # the book's conv has stride 1
+    padding: Literal["same", "valid"] | int = quiet("same")  # book: 'same' (output ceil(H / stride))
+    bias: bool = quiet(True)
+    batch_normal: bool | BatchNormalArgs = quiet(False)  # true: Conv → BN → activation (lecture's order)
+    init: InitConfig | None = quiet(None)  # null = model.init
 
     def __post_init__(self):
         check_pair(self.ksize, "ksize")
         check_pair(self.stride, "stride")
         require(1 <= self.chn <= 100_000, "chn", "must be between 1 and 100000", self.chn)
+        require(not isinstance(self.padding, int) or self.padding >= 0, "padding", "must be ≥ 0", self.padding)
 
 
 def same_padding(size: int, k: int, s: int) -> tuple[int, int]:
@@ -228,21 +258,27 @@ def same_padding(size: int, k: int, s: int) -> tuple[int, int]:
 
 @layer("conv", ConvArgs)
 def conv(a: ConvArgs, shape: Shape, ctx: BuildContext):
-    """Convolution with 'same' padding (book: kernel [kh, kw, in, chn], zero bias)."""
+    """Convolution, 'same' padding by default (book: kernel [kh, kw, in, chn], zero bias)."""
     one_member(ctx, "conv")
     if len(shape) != 3:
         raise LayerError(f"needs image input (C×H×W), got a vector of {shape[0]}")
     c, h, w = shape
     (kh, kw), (sh, sw) = pair(a.ksize, "ksize"), pair(a.stride, "stride")
-    (top, bottom), (left, right) = same_padding(h, kh, sh), same_padding(w, kw, sw)
+    if a.padding == "same":
+        (top, bottom), (left, right) = same_padding(h, kh, sh), same_padding(w, kw, sw)
+    else:
+        top = bottom = left = right = 0 if a.padding == "valid" else a.padding
+    oh, ow = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+    if oh < 1 or ow < 1:
+        raise LayerError(f"kernel {kh}×{kw} is larger than the padded input {h + top + bottom}×{w + left + right}")
     mods: list[nn.Module] = []
     if top == bottom and left == right:
         padding: Any = (top, left)
     else:
         mods.append(nn.ZeroPad2d((left, right, top, bottom)))
         padding = 0
-    mods.append(nn.Conv2d(c, a.chn, (kh, kw), stride=(sh, sw), padding=padding))
-    return [*mods, *activation(a.actfunc, ctx)], (a.chn, -(-h // sh), -(-w // sw))
+    mods.append(weight_layer(nn.Conv2d(c, a.chn, (kh, kw), stride=(sh, sw), padding=padding, bias=a.bias), a.init))
+    return [*mods, *inline_bn(a.batch_normal, a.chn, ctx), *activation(a.actfunc, ctx)], (a.chn, oh, ow)
 
 
 @dataclass(frozen=True)
@@ -316,22 +352,122 @@ def noise(a: NoiseArgs, shape: Shape, ctx: BuildContext):
     return [Noise(a.type, a.mean, a.std, a.low, a.high, a.ratio)], shape
 
 
-@dataclass(frozen=True)
-class BatchNormalArgs:
-    epsilon: float = 1e-10  # book default
-    exp_ratio: float = 0.001  # book: running-average rate
-    rescale: bool = True  # book: learnable scale and shift
-
-    def __post_init__(self):
-        require(self.epsilon > 0, "epsilon", "must be > 0", self.epsilon)
-        require(0 <= self.exp_ratio <= 1, "exp_ratio", "must be in [0, 1]", self.exp_ratio)
-
-
 @layer("batch_normal", BatchNormalArgs)
 def batch_normal(a: BatchNormalArgs, shape: Shape, ctx: BuildContext):
     """Batch normalization per channel (images) or feature (vectors); running averages in evaluation."""
     one_member(ctx, "batch_normal")
     return [BatchNormal(shape[0], a.epsilon, a.exp_ratio, a.rescale)], shape
+
+
+@dataclass(frozen=True)
+class ActivationArgs:
+    actfunc: Activation = "relu"
+
+
+@layer("activation", ActivationArgs)
+def activation_layer(a: ActivationArgs, shape: Shape, ctx: BuildContext):
+    """An explicit activation (for Conv → BN → activation written as three layers)."""
+    return activation(a.actfunc, ctx), shape
+
+
+@dataclass(frozen=True)
+class NoArgs:
+    pass
+
+
+@layer("flatten", NoArgs)
+def flatten(a: NoArgs, shape: Shape, ctx: BuildContext):
+    """An explicit flatten (it is implicit before a full layer)."""
+    return ([nn.Flatten()] if len(shape) > 1 else []), (flat_size(shape),)
+
+
+# ----------------------------------------------------------------------------------------------- blocks
+class Residual(nn.Module):
+    """y = f(x) + x, or f(x) + proj(x) (a 1×1 conv or a full layer, no bias) when the shapes differ."""
+
+    def __init__(self, body: nn.Module, proj: nn.Module | None):
+        super().__init__()
+        self.body, self.proj = body, proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + (x if self.proj is None else self.proj(x))
+
+
+class Parallel(nn.Module):
+    """Branches applied to the same input, concatenated along channels (inception-style)."""
+
+    def __init__(self, branches: list[nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([b(x) for b in self.branches], dim=1)
+
+
+@dataclass(frozen=True)
+class SerialArgs:
+    layers: list[Any]  # a layer list
+    repeat: int = 1  # build it this many times in a row (each with its own parameters)
+
+    def __post_init__(self):
+        require(1 <= self.repeat <= 1000, "repeat", "must be between 1 and 1000", self.repeat)
+
+
+@layer("serial", SerialArgs)
+def serial(a: SerialArgs, shape: Shape, ctx: BuildContext):
+    """A layer list, repeated `repeat` times."""
+    mods: list[nn.Module] = []
+    for _ in range(a.repeat):
+        body, shape = build_list(parse_layers(a.layers, ctx.path + ".layers"), shape, ctx, ctx.path + ".layers")
+        mods += body
+    return mods, shape
+
+
+@dataclass(frozen=True)
+class ResidualArgs:
+    layers: list[Any]  # the residual branch f
+
+
+@layer("residual", ResidualArgs)
+def residual(a: ResidualArgs, shape: Shape, ctx: BuildContext):
+    """Adds the block's input to its output, with a 1×1 projection when the shapes differ."""
+    body, out = build_list(parse_layers(a.layers, ctx.path + ".layers"), shape, ctx, ctx.path + ".layers")
+    proj: nn.Module | None = None
+    if out != shape:
+        if len(out) != len(shape):
+            raise LayerError(f"the block turns {shape} into {out}; a residual needs both images or both vectors")
+        if len(shape) == 1:
+            proj = weight_layer(nn.Linear(shape[0], out[0], bias=False), None)
+        else:
+            sh, sw = shape[1] // out[1], shape[2] // out[2]
+            if sh * out[1] != shape[1] or sw * out[2] != shape[2]:
+                raise LayerError(
+                    f"the block's output {out[1]}×{out[2]} does not divide its input {shape[1]}×{shape[2]}"
+                )
+            proj = weight_layer(nn.Conv2d(shape[0], out[0], 1, stride=(sh, sw), bias=False), None)
+    return [Residual(nn.Sequential(*body), proj)], out
+
+
+@dataclass(frozen=True)
+class ParallelArgs:
+    branches: list[list[Any]]  # layer lists applied to the same input; [] passes the input through
+
+
+@layer("parallel", ParallelArgs)
+def parallel(a: ParallelArgs, shape: Shape, ctx: BuildContext):
+    """Branches on the same input, outputs concatenated along channels (features for vectors)."""
+    branches, outs = [], []
+    for i, raw in enumerate(a.branches):
+        path = f"{ctx.path}.branches[{i}]"
+        body, out = build_list(parse_layers(raw, path), shape, ctx, path)
+        branches.append(nn.Sequential(*body))
+        outs.append(out)
+    if len({o[1:] for o in outs}) > 1 or len({len(o) for o in outs}) > 1:
+        raise LayerError(f"branch outputs {' | '.join('×'.join(map(str, o)) for o in outs)} differ beyond channels")
+    return [Parallel(branches)], (sum(o[0] for o in outs), *outs[0][1:])
+
+
+BLOCK_LISTS = {"serial": "layers", "residual": "layers"}  # block types holding one nested layer list
 
 
 # ----------------------------------------------------------------------------------------------- layer lists
@@ -342,13 +478,12 @@ class LayerSpec:
 
 
 def parse_layer(entry: Any, path: str) -> LayerSpec:
-    """One layer list entry → LayerSpec; ConfigError naming `path` if it is malformed."""
+    """One layer list entry → LayerSpec (nested block lists normalized too); ConfigError naming `path`."""
     if isinstance(entry, int) and not isinstance(entry, bool):
         entry = ["full", {"width": entry}]
     if not isinstance(entry, (list, tuple)) or not 1 <= len(entry) <= 2 or not isinstance(entry[0], str):
         raise ConfigError(
-            f"expected an int (full layer width) or [type] / [type, {{params}}], got {describe(entry)}",
-            path=path,
+            f"expected an int (full layer width) or [type] / [type, {{params}}], got {describe(entry)}", path=path
         )
     name = entry[0]
     if name not in LAYERS:
@@ -359,9 +494,22 @@ def parse_layer(entry: Any, path: str) -> LayerSpec:
     if not isinstance(params, dict):
         raise ConfigError(f"{name}: expected a mapping of parameters, got {describe(params)}", path=path)
     try:
-        return LayerSpec(name, parse(LAYERS[name].args, params, path))
+        args = parse(LAYERS[name].args, params, path)
     except ConfigError as e:
         raise ConfigError(f"{e.detail} (layer '{name}')", path=e.path) from None
+    if name in BLOCK_LISTS:
+        key = BLOCK_LISTS[name]
+        args = dataclasses.replace(args, **{key: normalize_layers(getattr(args, key), f"{path}.{key}")})
+    if name == "parallel":
+        branches = [normalize_layers(b, f"{path}.branches[{i}]") for i, b in enumerate(args.branches)]
+        require_branches(branches, path)
+        args = dataclasses.replace(args, branches=branches)
+    return LayerSpec(name, args)
+
+
+def require_branches(branches: list[list[Any]], path: str) -> None:
+    if not branches:
+        raise ConfigError("needs at least one branch", path=f"{path}.branches")
 
 
 def parse_layers(raw: Any, path: str = "model.layers") -> list[LayerSpec]:
@@ -372,33 +520,75 @@ def parse_layers(raw: Any, path: str = "model.layers") -> list[LayerSpec]:
 
 def spec_to_plain(spec: LayerSpec) -> list[Any]:
     """`[type, {params}]` with defaults filled in; params left null (inherit a model default) are omitted."""
-    params = {k: v for k, v in to_plain(spec.args).items() if v is not None}
+    params = {}
+    for f in dataclasses.fields(spec.args):
+        value = getattr(spec.args, f.name)
+        if value is None or (f.metadata.get("quiet") and value == f.default):
+            continue
+        params[f.name] = to_plain(value)
     return [spec.type, params] if params else [spec.type]
 
 
-def normalize_layers(raw: Any, default_activation: str, path: str = "model.layers") -> list[Any]:
+def normalize_layers(raw: Any, path: str = "model.layers") -> list[Any]:
     """Validate a layer list and return it in the explicit form stored in the resolved config."""
-    del default_activation  # kept implicit (actfunc: null) so a later model.activation override applies
     return [spec_to_plain(s) for s in parse_layers(raw, path)]
+
+
+@dataclass(frozen=True)
+class Built:
+    """One built layer: its modules, output shape and book-style text (for `regbench show`)."""
+
+    text: str
+    mods: list[nn.Module]
+    shape: Shape
+
+
+def build_list(specs: list[LayerSpec], shape: Shape, ctx: BuildContext, path: str) -> tuple[list[nn.Module], Shape]:
+    """Build a layer list in order, each layer's input shape being the previous one's output.
+
+    Returns one nn.Sequential per entry and the final shape; a layer that does not fit raises ConfigError
+    naming `path[i]`.
+    """
+    out = []
+    for i, spec in enumerate(specs):
+        mods, shape = build_one(spec, shape, ctx, f"{path}[{i}]")
+        out.append(nn.Sequential(*mods))
+    return out, shape
+
+
+def build_one(spec: LayerSpec, shape: Shape, ctx: BuildContext, path: str) -> tuple[list[nn.Module], Shape]:
+    try:
+        return LAYERS[spec.type].build(spec.args, shape, dataclasses.replace(ctx, path=path))
+    except LayerError as e:
+        raise ConfigError(f"{spec.type}: {e}", path=path) from None
 
 
 def describe_spec(spec: LayerSpec) -> str:
     """Short book-style text of a layer for tables: `conv(3,6)`, `max(2)`, `dropout(0.6)`, `30`."""
     a = spec.args
-    if spec.type == "full":
-        return str(a.width) + (f" {a.actfunc}" if a.actfunc else "")
-    if spec.type == "conv":
+    if spec.type in ("full", "conv"):
+        extra = [x for x in (a.actfunc, "bn" if a.batch_normal else None) if x]
+        if spec.type == "full":
+            return str(a.width) + (f"({','.join(extra)})" if extra else "")
         k = a.ksize if isinstance(a.ksize, int) else "x".join(map(str, a.ksize))
-        return f"conv({k},{a.chn})" + (f" {a.actfunc}" if a.actfunc else "")
+        return f"conv({','.join(map(str, [k, a.chn, *extra]))})"
     if spec.type in ("max", "avg"):
         s = a.stride if isinstance(a.stride, int) else "x".join(map(str, a.stride))
         return f"{spec.type}({s})"
     if spec.type == "dropout":
         return f"dropout({a.keep_prob:g})"
     if spec.type == "noise":
+        return f"noise({a.type} std={a.std:g})" if a.type == "normal" else f"noise(uniform {a.low:g}..{a.high:g})"
+    if spec.type == "activation":
+        return a.actfunc
+    if spec.type in ("serial", "residual"):
+        inner = "-".join(describe_spec(s) for s in parse_layers(a.layers))
+        times = f"×{a.repeat}" if spec.type == "serial" and a.repeat > 1 else ""
+        return f"{spec.type}{times}[{inner}]"
+    if spec.type == "parallel":
         return (
-            f"noise({a.type} std={a.std:g})"
-            if a.type == "normal"
-            else f"noise(uniform {a.low:g}..{a.high:g})"
+            "parallel["
+            + " | ".join("-".join(describe_spec(s) for s in parse_layers(b)) or "id" for b in a.branches)
+            + "]"
         )
     return spec.type

@@ -10,7 +10,7 @@ from torch import nn
 
 from .config import InitConfig, ModelConfig
 from .errors import ConfigError
-from .layers import LAYERS, BuildContext, LayerError, Shape, describe_spec, flat_size, parse_layers
+from .layers import BuildContext, Shape, build_one, describe_spec, flat_size, parse_layers
 
 MAX_PARAMS = 2_000_000_000  # a model this large would not fit a student's machine; refuse before allocating
 
@@ -63,9 +63,7 @@ def count(mods: list[nn.Module]) -> tuple[int, int]:
     return weights, total - weights
 
 
-def build_model(
-    cfg: ModelConfig, input_shape: Shape, heads: list[int], members: int = 1
-) -> tuple[Net, list[Row]]:
+def build_model(cfg: ModelConfig, input_shape: Shape, heads: list[int], members: int = 1) -> tuple[Net, list[Row]]:
     """Build the layer list for `input_shape` (C, H, W) or (F,) with one output unit per class of each head.
 
     Parameters are left uninitialized-by-book (torch defaults); call `init_weights` next. Raises ConfigError
@@ -80,13 +78,10 @@ def build_model(
 
 
 def _build(specs, input_shape: Shape, heads: list[int], ctx: BuildContext) -> tuple[Net, list[Row]]:
-    shape, body, rows, conv, total = tuple(input_shape), [], [], len(input_shape) == 3, 0
+    shape, body, rows, total = tuple(input_shape), [], [], 0
     rows.append(Row("", "input", shape, 0, 0))
     for i, spec in enumerate(specs):
-        try:
-            mods, shape = LAYERS[spec.type].build(spec.args, shape, ctx)
-        except LayerError as e:
-            raise ConfigError(f"{spec.type}: {e}", path=f"model.layers[{i}]") from None
+        mods, shape = build_one(spec, shape, ctx, f"model.layers[{i}]")
         weights, other = count(mods)
         total += weights + other
         rows.append(Row(str(i), describe_spec(spec), shape, weights, other))
@@ -96,21 +91,15 @@ def _build(specs, input_shape: Shape, heads: list[int], ctx: BuildContext) -> tu
     out = nn.Sequential(*flat, nn.Linear(flat_size(shape), n_out))
     weights, other = count([out])
     total += weights + other
-    rows.append(
-        Row(
-            "out",
-            "output (full, no actfunc)" + (f" heads {'+'.join(map(str, heads))}" if len(heads) > 1 else ""),
-            (n_out,),
-            weights,
-            other,
-        )
-    )
+    head_text = f" heads {'+'.join(map(str, heads))}" if len(heads) > 1 else ""
+    rows.append(Row("out", "output (full, no actfunc)" + head_text, (n_out,), weights, other))
     if total * ctx.members > MAX_PARAMS:
         raise ConfigError(
             f"the model has {total * ctx.members:,} parameters, more than the {MAX_PARAMS:,} regbench allows; "
             "use smaller widths or channel counts",
             path="model.layers",
         )
+    conv = len(input_shape) == 3
     return Net(body, out, heads, conv), rows
 
 
@@ -125,18 +114,24 @@ def init_tensor(w: torch.Tensor, cfg: InitConfig, g: torch.Generator) -> None:
     """Fill `w` in place from `g` according to `cfg` (draws on the CPU so every device gets the same values)."""
     fan_in, fan_out = fans(w)
     buf = torch.empty(w.shape, dtype=torch.float32)
-    if cfg.type == "normal":
+    kind = ALIASES.get(cfg.type, cfg.type)
+    if kind == "normal":
         buf.normal_(cfg.mean, cfg.std, generator=g)
-    elif cfg.type == "uniform":
+    elif kind == "truncated_normal":  # TF: redraw values more than 2 std from the mean
+        buf.normal_(0.0, 1.0, generator=g)
+        while (bad := buf.abs() > 2).any():
+            buf[bad] = torch.randn(int(bad.sum()), generator=g)
+        buf.mul_(cfg.std).add_(cfg.mean)
+    elif kind == "uniform":
         buf.uniform_(cfg.low, cfg.high, generator=g)
-    elif cfg.type == "xavier_normal":
+    elif kind == "xavier_normal":
         buf.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)), generator=g)
-    elif cfg.type == "xavier_uniform":
+    elif kind == "xavier_uniform":
         limit = math.sqrt(6.0 / (fan_in + fan_out))
         buf.uniform_(-limit, limit, generator=g)
-    elif cfg.type == "he_normal":
+    elif kind == "he_normal":
         buf.normal_(0.0, math.sqrt(2.0 / fan_in), generator=g)
-    elif cfg.type == "he_uniform":
+    elif kind == "he_uniform":
         limit = math.sqrt(6.0 / fan_in)
         buf.uniform_(-limit, limit, generator=g)
     else:  # config validation keeps this unreachable
@@ -145,15 +140,25 @@ def init_tensor(w: torch.Tensor, cfg: InitConfig, g: torch.Generator) -> None:
         w.copy_(buf)
 
 
+ALIASES = {
+    "glorot_normal": "xavier_normal",
+    "glorot_uniform": "xavier_uniform",
+    "random_uniform": "uniform",
+    "random_normal": "normal",
+}
+
+
 def init_weights(net: Net, cfg: InitConfig, seed: int) -> None:
-    """Book init: weights and kernels from `cfg` (default normal std 0.03), biases zero, in layer order."""
+    """Book init: weights and kernels from the layer's `init` or `cfg` (default normal std 0.03), biases
+    constant (`bias`, default 0), in layer order from one generator seeded with `seed`."""
     g = torch.Generator().manual_seed(seed)
     for m in net.modules():
         if is_weight_layer(m):
-            init_tensor(m.weight, cfg, g)
+            own = getattr(m, "init_cfg", None) or cfg
+            init_tensor(m.weight, own, g)
             if m.bias is not None:
                 with torch.no_grad():
-                    m.bias.zero_()
+                    m.bias.fill_(own.bias)
 
 
 # ----------------------------------------------------------------------------------------------- statistics

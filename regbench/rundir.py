@@ -21,6 +21,7 @@ import yaml
 from .errors import RunDirError
 
 CONFIG, METRICS, SUMMARY, MODEL, LOG = "config.yaml", "metrics.jsonl", "summary.json", "model.pt", "log.txt"
+STEPS = "steps.jsonl"
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: files get the usual permissions, not mkstemp's 0600
 
@@ -29,9 +30,7 @@ class _Flow(list):
     """A list dumped in YAML flow style: layer entries read `[conv, {ksize: 3, chn: 6}]` as in the book."""
 
 
-yaml.SafeDumper.add_representer(
-    _Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True)
-)
+yaml.SafeDumper.add_representer(_Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
 
 
 def config_yaml(config: dict[str, Any]) -> str:
@@ -96,13 +95,19 @@ class RunWriter:
         self.rows.append(row)
         atomic_write(self.path / METRICS, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
 
+    def add_steps(self, rows: list[dict[str, Any]]) -> None:
+        """Append step-level rows to steps.jsonl in one write (readers skip a torn last line)."""
+        if rows:
+            with open(self.path / STEPS, "a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in rows))
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write(self.path / SUMMARY, (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode())
 
-    def save_model(self, state_dict: dict[str, torch.Tensor]) -> None:
+    def save_model(self, state_dict: dict[str, torch.Tensor], name: str = MODEL) -> None:
         buf = io.BytesIO()
         torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, buf)
-        atomic_write(self.path / MODEL, buf.getvalue())
+        atomic_write(self.path / name, buf.getvalue())
 
     def write_log(self, lines: list[str]) -> None:
         atomic_write(self.path / LOG, ("\n".join(lines) + "\n").encode())
@@ -144,9 +149,7 @@ def load_run(path: str | Path) -> Run:
         config = yaml.safe_load((p / CONFIG).read_text(encoding="utf-8")) or {}
         summary = json.loads((p / SUMMARY).read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as e:
-        raise RunDirError(
-            f"{p}: unreadable run files ({e.__class__.__name__}: {str(e).splitlines()[0]})"
-        ) from None
+        raise RunDirError(f"{p}: unreadable run files ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
     metrics = []
     if (p / METRICS).is_file():
         for line in (p / METRICS).read_text(encoding="utf-8").splitlines():

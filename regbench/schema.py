@@ -102,9 +102,7 @@ def parse(tp: Any, value: Any, path: str = "") -> Any:
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
-            raise ConfigError(
-                f"expected one of {', '.join(map(str, choices))}; got {describe(value)}", path=path
-            )
+            raise ConfigError(f"expected one of {', '.join(map(str, choices))}; got {describe(value)}", path=path)
         return value
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
@@ -172,15 +170,9 @@ def _parse_dataclass(cls: type, value: Any, path: str) -> Any:
         if key not in fields:
             near = _closest(str(key), fields)
             hint = f" (did you mean '{near}'?)" if near else ""
-            raise ConfigError(
-                f"unknown key '{key}'{hint}; allowed: {', '.join(fields)}", path=join(path, str(key))
-            )
+            raise ConfigError(f"unknown key '{key}'{hint}; allowed: {', '.join(fields)}", path=join(path, str(key)))
     for name, f in fields.items():
-        if (
-            name not in value
-            and f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING
-        ):
+        if name not in value and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key '{name}'", path=join(path, name))
     th = hints(cls)
     kwargs = {name: parse(th[name], value[name], join(path, name)) for name in fields if name in value}

@@ -1,16 +1,18 @@
 """The trainer: config → data → model → epochs → test → run directory, printing the book's report.
 
-`train(cfg)` is one plain function whose epoch loop reads top to bottom. The data live as tensors on the
-training device and batches are taken by index from an on-device permutation; per-step loss and accuracy
-stay on the device and are read once per epoch, so the hot loop has no host round-trips.
+`train(cfg)` sets up and calls `fit`, one plain function whose epoch loop reads top to bottom. The data
+live as tensors on the training device and batches are taken by index from an on-device permutation;
+per-step losses and accuracy counts stay on the device and are read once per epoch, so the hot loop has
+no host round-trips.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,12 @@ from .config import Config
 from .data import DataInfo, Dataset, data_info, load_data
 from .errors import ConfigError, DivergedError
 from .model import Net, Row, build_model, init_weights, param_stats, weights_and_kernels
-from .optim import make_optimizer
+from .optim import lr_at, make_optimizer
 from .regularize import Regularizer
 from .rundir import Run, RunWriter, create_run_dir, load_run
 
 EVAL_BATCH = 512  # evaluation batch: large for speed, small enough for 96×96 images on a laptop
+GRAD_NORM_SAMPLES = 16  # gradient norms are measured on this many steps per epoch (kept cheap)
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -43,15 +46,11 @@ def resolve_device(spec: str) -> torch.device:
     dev = torch.device(spec)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(
-                f"'{spec}' requested but torch sees no CUDA device (torch {torch.__version__}); use cpu or auto",
-                path="train.device",
-            )
+            msg = f"'{spec}' requested but torch sees no CUDA device (torch {torch.__version__}); use cpu or auto"
+            raise ConfigError(msg, path="train.device")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"'{spec}' requested but only {torch.cuda.device_count()} CUDA device(s) exist",
-                path="train.device",
-            )
+            msg = f"'{spec}' requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            raise ConfigError(msg, path="train.device")
     return dev
 
 
@@ -86,9 +85,7 @@ def head_loss(net: Net, logits: torch.Tensor, y: torch.Tensor, reduction: str = 
     """Softmax cross-entropy; with several heads, the sum over heads (book's Office-31)."""
     if len(net.heads) == 1:
         return F.cross_entropy(logits, y[:, 0], reduction=reduction)
-    return sum(
-        F.cross_entropy(p, y[:, h], reduction=reduction) for h, p in enumerate(net.split_heads(logits))
-    )
+    return sum(F.cross_entropy(p, y[:, h], reduction=reduction) for h, p in enumerate(net.split_heads(logits)))
 
 
 def head_correct(net: Net, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -118,12 +115,14 @@ def evaluate(net: Net, data: Batches) -> tuple[float | None, list[float] | None]
 
 @torch.no_grad()
 def probabilities(net: Net, x: torch.Tensor) -> list[torch.Tensor]:
-    """Softmax probabilities per head (book's get_estimate)."""
+    """Softmax probabilities per head (book's get_estimate), in evaluation batches, on the CPU."""
     was_training = net.training
     net.eval()
-    out = [p.softmax(-1).cpu() for p in net.split_heads(net(x))]
+    parts = [
+        [p.softmax(-1).cpu() for p in net.split_heads(net(x[i : i + EVAL_BATCH]))] for i in range(0, len(x), EVAL_BATCH)
+    ]
     net.train(was_training)
-    return out
+    return [torch.cat([p[h] for p in parts]) for h in range(len(net.heads))]
 
 
 def one_or_list(accs: list[float] | None) -> float | list[float] | None:
@@ -133,8 +132,44 @@ def one_or_list(accs: list[float] | None) -> float | list[float] | None:
     return accs[0] if len(accs) == 1 else accs
 
 
+def first(acc: float | list[float] | None) -> float | None:
+    return acc[0] if isinstance(acc, list) else acc
+
+
 def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__, "regbench": __version__}
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+@dataclass
+class Setup:
+    """What every member of a run shares: device, data on it, and the data set's description."""
+
+    device: torch.device
+    info: DataInfo
+    data: Dataset
+    channels_last: bool
+    splits: dict[str, Batches] = field(default_factory=dict)
+
+
+def prepare(cfg: Config) -> Setup:
+    """Resolve the device, load the data and put every split on the device (no files written yet)."""
+    device = resolve_device(cfg.train.device)
+    info, _ = check_config(cfg)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    data = load_data(cfg.data)
+    needs_val = cfg.train.early_stop is not None or cfg.train.test_on == "best"
+    if needs_val and data.size("val") == 0:
+        key = "train.early_stop" if cfg.train.early_stop is not None else "train.test_on"
+        raise ConfigError("needs a validation split; set data.split.val > 0", path=key)
+    channels_last = len(info.input_shape) == 3 and device.type in ("cpu", "cuda")
+    setup = Setup(device, info, data, channels_last)
+    setup.splits = {s: to_device(data, s, device, channels_last) for s in ("train", "val", "test")}
+    return setup
 
 
 def train(cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: bool = False) -> Run:
@@ -144,41 +179,60 @@ def train(cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: boo
     (before anything is written), DivergedError for a NaN/inf loss (the run is kept, status diverged),
     and lets KeyboardInterrupt through after marking the run interrupted.
     """
-    # -------------------------------------------------------------------------------- setup (no files yet)
-    device = resolve_device(cfg.train.device)
-    info, _ = check_config(cfg)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    data = load_data(cfg.data)
+    setup = prepare(cfg)
+    path = create_run_dir(out, cfg.name)
+    say = fmt.Printer(quiet)
+    if cfg.train.ensemble > 1:
+        train_ensemble(cfg, setup, path, say, lang)
+    else:
+        fit(cfg, setup, path, say, lang)
+    return load_run(path)
+
+
+@dataclass
+class Fitted:
+    net: Net
+    summary: dict[str, Any]
+    test_probs: list[torch.Tensor] | None  # per head, (N_test, classes)
+
+
+def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str) -> Fitted:
+    """Train one model into the run directory `path`: the book's loop, report and files."""
+    # -------------------------------------------------------------------------------- model and optimizer
+    device, info = setup.device, setup.info
+    train_set, val_set, test_set = setup.splits["train"], setup.splits["val"], setup.splits["test"]
     torch.manual_seed(derive_seed(cfg.seed, "global"))  # anything outside our own generators
     net, _ = build_model(cfg.model, info.input_shape, info.head_sizes)
     init_weights(net, cfg.model.init, derive_seed(cfg.seed, "init"))
-    channels_last = net.is_conv and device.type in ("cpu", "cuda")
-    net.to(device, memory_format=torch.channels_last) if channels_last else net.to(device)
-    train_set, val_set, test_set = (
-        to_device(data, s, device, channels_last) for s in ("train", "val", "test")
-    )
-    bs = min(cfg.train.batch_size, train_set.n)
-    steps = train_set.n // bs if cfg.train.drop_last else math.ceil(train_set.n / bs)
+    net.to(device, memory_format=torch.channels_last) if setup.channels_last else net.to(device)
     order_gen = torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "order"))
-    layer_gen = torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "layers"))
-    net.set_generator(layer_gen)
-    opt = make_optimizer(net.parameters(), cfg.optimizer, device)
+    net.set_generator(torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "layers")))
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = make_optimizer(params, cfg.optimizer, device)
     reg = Regularizer(cfg.regularizer, weights_and_kernels(net))
+    first_weight = weights_and_kernels(net)[0]  # its gradient shows vanishing gradients in deep sigmoid nets
+    tc, oc = cfg.train, cfg.optimizer
+    bs = min(tc.batch_size, train_set.n)
+    steps = train_set.n // bs if tc.drop_last else math.ceil(train_set.n / bs)
+    total_steps = tc.iterations or steps * tc.epochs
+    epochs = math.ceil(total_steps / steps)
+    scheduled = oc.schedule != "none" or oc.warmup > 0
+    norm_every = max(1, steps // GRAD_NORM_SAMPLES)
+    stopper = EarlyStopper(tc.early_stop) if tc.early_stop else None
+    keep_best = stopper is not None or tc.test_on == "best"
 
     # -------------------------------------------------------------------------------- run directory
-    path = create_run_dir(out, cfg.name)
     writer = RunWriter(path)
     writer.write_config(cfg.to_dict())
-    say = fmt.Printer(quiet)
     summary: dict[str, Any] = {
         "name": cfg.name,
         "status": "running",
         "seed": cfg.seed,
         "device": str(device),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "epochs": cfg.train.epochs,
+        "started_at": now_iso(),
+        "epochs": epochs,
         "epochs_done": 0,
+        "steps_done": 0,
         "data": {"name": cfg.data.name, "train": train_set.n, "val": val_set.n, "test": test_set.n},
         "input_shape": list(info.input_shape),
         "heads": [{"name": h.name, "classes": h.classes} for h in info.heads],
@@ -187,20 +241,26 @@ def train(cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: boo
     writer.write_summary(summary)
 
     t0 = t_report = time.perf_counter()
-    best_val, best_epoch = -1.0, None
+    test_probs = None
     try:
-        if cfg.train.report > 0:
+        if tc.report > 0:
             say(fmt.train_started(cfg.name))
-        with Progress(quiet, steps) as progress:
-            for epoch in range(1, cfg.train.epochs + 1):
-                # ---- train one epoch: losses and correct counts stay on the device
+        with Progress(say.quiet, steps) as progress:
+            for epoch in range(1, epochs + 1):
+                # ---- train one epoch: losses, correct counts and gradient norms stay on the device
                 net.train()
                 progress.start(epoch)
                 t_epoch = time.perf_counter()
+                start = (epoch - 1) * steps
+                n_steps = min(steps, total_steps - start)
                 perm = torch.randperm(train_set.n, generator=order_gen, device=device)
-                losses = torch.zeros(steps, device=device)
+                losses = torch.zeros(n_steps, device=device)
                 correct = torch.zeros(len(net.heads), device=device, dtype=torch.long)
-                for step in range(steps):
+                norms = torch.zeros(2, device=device)  # global gradient norm, first layer's gradient norm
+                for step in range(n_steps):
+                    if scheduled:
+                        for group in opt.param_groups:
+                            group["lr"] = lr_at(oc, (start + step) / steps, total_steps / steps)
                     idx = perm[step * bs : (step + 1) * bs]
                     x, y = train_set.x[idx], train_set.y[idx]
                     logits = net(x)
@@ -210,65 +270,95 @@ def train(cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: boo
                         loss = loss + penalty
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    if step % norm_every == 0:
+                        grads = [p.grad for p in params if p.grad is not None]
+                        norms += torch.stack(
+                            [torch.nn.utils.get_total_norm(grads, foreach=True), first_weight.grad.norm()]
+                        )
+                    if tc.clip_grad_norm:
+                        torch.nn.utils.clip_grad_norm_(params, tc.clip_grad_norm, foreach=True)
                     reg.decay(opt.param_groups[0]["lr"])
                     opt.step()
                     losses[step] = loss.detach()
                     correct += head_correct(net, logits, y)
                     progress.advance(step)
                 # ---- once per epoch: read the sums (the only host sync of the epoch), evaluate, log
-                cost = losses.sum().item() / steps
+                cost = losses.sum().item() / n_steps
                 if not math.isfinite(cost):
-                    bad = int((~torch.isfinite(losses)).nonzero()[0, 0]) + 1
+                    bad = int((~torch.isfinite(losses)).nonzero()[0, 0])
                     raise DivergedError(
-                        f"{cfg.name}: loss became {losses[bad - 1].item()} in epoch {epoch}, step {bad}; the run is marked diverged"
+                        f"{cfg.name}: loss became {losses[bad].item()} in epoch {epoch}, step {bad + 1}"
+                        f" (step {start + bad} of the run); the run is marked diverged"
                     )
-                seen = steps * bs if cfg.train.drop_last else train_set.n
+                seen = n_steps * bs if tc.drop_last or n_steps < steps else train_set.n
                 train_acc = (correct.double() / seen).tolist()
                 val_loss, val_acc = evaluate(net, val_set)
+                row = {"epoch": epoch, "train_loss": cost, "train_acc": one_or_list(train_acc)}
+                row.update(val_loss=val_loss, val_acc=one_or_list(val_acc))
+                if tc.eval_train:
+                    row["train_eval_loss"], acc = evaluate(net, train_set)
+                    row["train_eval_acc"] = one_or_list(acc)
+                row["lr"] = opt.param_groups[0]["lr"]
+                grad_norm, grad_norm_first = (norms / len(range(0, n_steps, norm_every))).tolist()
+                row.update(grad_norm=grad_norm, grad_norm_first=grad_norm_first)
                 now = time.perf_counter()
-                row = {
-                    "epoch": epoch,
-                    "train_loss": cost,
-                    "train_acc": one_or_list(train_acc),
-                    "val_loss": val_loss,
-                    "val_acc": one_or_list(val_acc),
-                    "lr": opt.param_groups[0]["lr"],
-                    "epoch_s": now - t_epoch,
-                    "total_s": now - t0,
-                }
+                row.update(epoch_s=now - t_epoch, total_s=now - t0)
                 writer.add_metrics(row)
-                if val_acc is not None and val_acc[0] > best_val:
-                    best_val, best_epoch = val_acc[0], epoch
-                summary.update(
-                    epochs_done=epoch, train_acc=row["train_acc"], val_acc=row["val_acc"], train_loss=cost
-                )
-                if cfg.train.report > 0 and epoch % cfg.train.report == 0:
-                    say(fmt.epoch_line(epoch, cost, train_acc, val_acc, int(now - t_report), int(now - t0)))
+                if tc.log_every:
+                    logged = [s for s in range(n_steps) if (start + s) % tc.log_every == 0]
+                    values = losses[logged].tolist() if logged else []
+                    writer.add_steps(
+                        [{"step": start + s, "epoch": epoch, "loss": v} for s, v in zip(logged, values, strict=True)]
+                    )
+                summary.update(epochs_done=epoch, steps_done=start + n_steps, train_loss=cost)
+                summary.update(train_acc=row["train_acc"], val_acc=row["val_acc"])
+                if tc.report > 0 and epoch % tc.report == 0:
+                    line = fmt.epoch_line(epoch, cost, train_acc, val_acc, int(now - t_report), int(now - t0))
+                    if tc.eval_train:
+                        line += f" [train eval {fmt.acc_text(acc)}]"
+                    say(line)
                     t_report = now
+                # ---- best epoch and early stopping (watched on the first head)
+                improved = val_acc is not None and track_best(summary, epoch, val_loss, val_acc[0], tc.early_stop)
+                if improved and keep_best:
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                    writer.save_model(best_state, "best.pt")
+                if stopper and stopper.stop(improved):
+                    summary["stopped_early"] = epoch
+                    say(
+                        f"Early stop after epoch {epoch}: no {tc.early_stop.metric} improvement in {tc.early_stop.patience} epochs"
+                    )
+                    break
         train_s = time.perf_counter() - t0
         say(fmt.train_ended(cfg.name, int(train_s)))
 
         # -------------------------------------------------------------------------------- test and report
+        writer.save_model(net.state_dict())
+        if tc.test_on == "best" and summary.get("best_epoch"):
+            net.load_state_dict(best_state)
+            summary["tested"] = f"best (epoch {summary['best_epoch']})"
         t_test = time.perf_counter()
         test_loss, test_acc = evaluate(net, test_set)
         say(fmt.test_report(cfg.name, test_acc or [float("nan")], int(time.perf_counter() - t_test)))
-        if cfg.train.show > 0 and test_set.n > 0:
+        if test_set.n:
+            test_probs = probabilities(net, test_set.x)
+        if tc.show > 0 and test_set.n > 0:
             show_samples(net, test_set, info, cfg, lang, say)
         stats = param_stats(net)
-        if cfg.train.show_params:
+        if tc.show_params:
             say(fmt.near_zero_line(stats["near_zero"], stats["weights"]))
             say(fmt.param_dist_line(stats["mean"], stats["std"], lang))
             save_param_hist(net, path / "params_hist.png")
-        writer.save_model(net.state_dict())
-        summary.update(
-            status="completed",
-            test_acc=one_or_list(test_acc),
-            test_loss=test_loss,
-            train_s=train_s,
-            best_val_acc=best_val if best_epoch else None,
-            best_epoch=best_epoch,
-            params=stats,
+        final_train = first(summary.get("train_acc"))
+        if tc.eval_train:
+            final_train = first(row["train_eval_acc"])
+        gap = (
+            None
+            if final_train is None or first(summary.get("val_acc")) is None
+            else final_train - first(summary["val_acc"])
         )
+        summary.update(status="completed", test_acc=one_or_list(test_acc), test_loss=test_loss, train_s=train_s)
+        summary.update(gap=gap, params=stats)
     except KeyboardInterrupt:
         summary.update(status="interrupted", train_s=time.perf_counter() - t0)
         writer.save_model(net.state_dict())
@@ -277,15 +367,108 @@ def train(cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: boo
         summary.update(status="diverged", error=str(e), train_s=time.perf_counter() - t0)
         raise
     except Exception as e:
-        summary.update(
-            status="failed", error=f"{e.__class__.__name__}: {e}", train_s=time.perf_counter() - t0
-        )
+        summary.update(status="failed", error=f"{e.__class__.__name__}: {e}", train_s=time.perf_counter() - t0)
         raise
     finally:
-        summary["ended_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        summary["ended_at"] = now_iso()
         writer.write_summary(summary)
         writer.write_log(say.lines)
-    return load_run(path)
+    return Fitted(net, summary, test_probs)
+
+
+def track_best(summary: dict[str, Any], epoch: int, val_loss: float | None, val_acc: float, stop: Any) -> bool:
+    """Update best_val_acc/best_epoch; True when this epoch is the best so far by the watched metric."""
+    by_loss = stop is not None and stop.metric == "val_loss"
+    delta = stop.min_delta if stop is not None else 0.0
+    if by_loss:
+        better = summary.get("best_val_loss") is None or val_loss < summary["best_val_loss"] - delta
+    else:
+        better = summary.get("best_val_acc") is None or val_acc > summary["best_val_acc"] + delta
+    if better:
+        summary.update(best_epoch=epoch, best_val_acc=val_acc, best_val_loss=val_loss)
+    return better
+
+
+class EarlyStopper:
+    """Counts epochs without improvement; `stop` is True once `patience` of them have passed."""
+
+    def __init__(self, cfg):
+        self.patience, self.bad = cfg.patience, 0
+
+    def stop(self, improved: bool) -> bool:
+        self.bad = 0 if improved else self.bad + 1
+        return self.bad >= self.patience
+
+
+def train_ensemble(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str) -> None:
+    """`train.ensemble: N`: N members with seeds seed, seed+1, … (each a normal run directory under
+    `members/`), then the test accuracy of the averaged softmax of the first k members, k = 1…N."""
+    n = cfg.train.ensemble
+    writer = RunWriter(path)
+    writer.write_config(cfg.to_dict())
+    summary: dict[str, Any] = {"name": cfg.name, "status": "running", "seed": cfg.seed, "device": str(setup.device)}
+    summary.update(started_at=now_iso(), ensemble={"members": []}, versions=versions())
+    writer.write_summary(summary)
+    (path / "members").mkdir()
+    t0 = time.perf_counter()
+    members, probs = summary["ensemble"]["members"], []
+    try:
+        for i in range(n):
+            member = dataclasses.replace(cfg, seed=cfg.seed + i, train=dataclasses.replace(cfg.train, ensemble=1))
+            member_dir = path / "members" / f"m{i + 1}-seed{member.seed}"
+            member_dir.mkdir()
+            say(f"Ensemble member {i + 1}/{n} (seed {member.seed}):")
+            fitted = fit(member, setup, member_dir, say, lang)
+            members.append(
+                {"seed": member.seed, "test_acc": fitted.summary["test_acc"], "path": f"members/{member_dir.name}"}
+            )
+            probs.append(fitted.test_probs)
+            writer.write_summary(summary)
+        y = setup.splits["test"].y.cpu()
+        cumulative, losses = [], []
+        for k in range(1, n + 1):
+            avg = [torch.stack([p[h] for p in probs[:k]]).mean(0) for h in range(len(setup.info.heads))]
+            accs = [float((a.argmax(1) == y[:, h]).double().mean()) for h, a in enumerate(avg)]
+            nll = sum(float(F.nll_loss(a.clamp_min(1e-12).log(), y[:, h])) for h, a in enumerate(avg))
+            cumulative.append(one_or_list(accs))
+            losses.append(nll)
+            say(f"[Ens: {k}] test accuracy: {fmt.acc_text(accs)}")
+        summary["ensemble"]["test_acc"] = cumulative
+        summary.update(
+            status="completed", test_acc=cumulative[-1], test_loss=losses[-1], train_s=time.perf_counter() - t0
+        )
+        write_mean_metrics(path, [path / m["path"] for m in members], writer)
+    except KeyboardInterrupt:
+        summary["status"] = "interrupted"
+        raise
+    except DivergedError as e:
+        summary.update(status="diverged", error=str(e))
+        raise
+    except Exception as e:
+        summary.update(status="failed", error=f"{e.__class__.__name__}: {e}")
+        raise
+    finally:
+        summary["ended_at"] = now_iso()
+        summary["epochs_done"] = min(
+            (load_run(path / m["path"]).summary.get("epochs_done", 0) for m in members), default=0
+        )
+        writer.write_summary(summary)
+        writer.write_log(say.lines)
+
+
+def write_mean_metrics(path: Path, member_dirs: list[Path], writer: RunWriter) -> None:
+    """The ensemble's metrics.jsonl: per epoch, the mean of the members' numeric single-head values."""
+    runs = [load_run(d).metrics for d in member_dirs]
+    for rows in zip(*runs, strict=False):  # members that stopped early have fewer epochs
+        mean = {"epoch": rows[0]["epoch"]}
+        for key, value in rows[0].items():
+            if (
+                key != "epoch"
+                and isinstance(value, (int, float))
+                and all(isinstance(r.get(key), (int, float)) for r in rows)
+            ):
+                mean[key] = sum(r[key] for r in rows) / len(rows)
+        writer.add_metrics(mean)
 
 
 def show_samples(net: Net, data: Batches, info: DataInfo, cfg: Config, lang: str, say: fmt.Printer) -> None:
@@ -300,15 +483,8 @@ def show_samples(net: Net, data: Batches, info: DataInfo, cfg: Config, lang: str
             say(fmt.head_caption(head.name, lang))
         for i in range(len(pick)):
             p = probs[h][i]
-            say(
-                fmt.sample_line(
-                    p.tolist(),
-                    head.classes[int(p.argmax())],
-                    head.classes[int(answers[i, h])],
-                    lang,
-                    8 if len(info.heads) > 1 else 0,
-                )
-            )
+            est, ans = head.classes[int(p.argmax())], head.classes[int(answers[i, h])]
+            say(fmt.sample_line(p.tolist(), est, ans, lang, 8 if len(info.heads) > 1 else 0))
 
 
 def save_param_hist(net: Net, file: Path) -> None:

@@ -43,11 +43,7 @@ def test_train_writes_a_run_and_applies_overrides(tmp_path):
     assert "Model cli_tiny test report: accuracy = " in res.output and "estimated distribution" in res.output
     (path,) = (tmp_path / "r").iterdir()
     run = load_run(path)
-    assert (
-        run.status == "completed"
-        and run.config["train"]["epochs"] == 2
-        and run.config["optimizer"]["lr"] == 0.01
-    )
+    assert run.status == "completed" and run.config["train"]["epochs"] == 2 and run.config["optimizer"]["lr"] == 0.01
     assert f"Run saved in {path}" in res.output
 
 
@@ -121,11 +117,7 @@ def test_real_process_prints_no_traceback(tmp_path):
         [sys.executable, "-m", "regbench", "train", str(cfg)], capture_output=True, text=True, cwd=tmp_path
     )
     assert p.returncode == 2
-    assert (
-        p.stdout == ""
-        and p.stderr.count("\n") == 1
-        and "optimizer.name: unknown optimizer 'adamm'" in p.stderr
-    )
+    assert p.stdout == "" and p.stderr.count("\n") == 1 and "optimizer.name: unknown optimizer 'adamm'" in p.stderr
     assert "Traceback" not in p.stderr
 
 

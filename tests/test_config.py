@@ -61,9 +61,7 @@ def test_name_defaults_to_the_file_stem(tmp_path):
 
 
 def test_resolved_config_round_trips():
-    cfg = load_config(
-        {"model": {"layers": [["conv", {"ksize": [3, 5], "chn": 2}], 7]}, "train": {"epochs": 3}}
-    )
+    cfg = load_config({"model": {"layers": [["conv", {"ksize": [3, 5], "chn": 2}], 7]}, "train": {"epochs": 3}})
     assert load_config(cfg.to_dict()) == cfg
 
 
@@ -108,15 +106,11 @@ def test_layer_errors_name_the_layer_index():
     )
     msg = error({"model": {"layers": [["convv", {"ksize": 3}]]}})
     assert (
-        "model.layers[0]: unknown layer type 'convv'; allowed: full, conv, max, avg, dropout, noise, batch_normal"
+        "model.layers[0]: unknown layer type 'convv'; allowed: full, conv, max, avg, dropout, noise, batch_normal, activation, flatten, serial, residual, parallel"
         in msg
     )
-    assert "model.layers[0].chn: missing required key 'chn'" in error(
-        {"model": {"layers": [["conv", {"ksize": 3}]]}}
-    )
-    assert "model.layers[0].ksiz: unknown key 'ksiz'" in error(
-        {"model": {"layers": [["conv", {"ksiz": 3, "chn": 2}]]}}
-    )
+    assert "model.layers[0].chn: missing required key 'chn'" in error({"model": {"layers": [["conv", {"ksize": 3}]]}})
+    assert "model.layers[0].ksiz: unknown key 'ksiz'" in error({"model": {"layers": [["conv", {"ksiz": 3, "chn": 2}]]}})
     assert "model.layers[2]: expected an int" in error({"model": {"layers": [10, 10, "conv"]}})
 
 
@@ -160,9 +154,7 @@ def test_run_names_cannot_escape_the_runs_folder():
 
 def test_bad_override_syntax():
     assert "--set epochs: expected KEY.PATH=VALUE" in error({}, ["epochs"])
-    assert "--set train.epochs.x: train: cannot set a key inside 3" in error(
-        {"train": 3}, ["train.epochs.x=1"]
-    )
+    assert "--set train.epochs.x: train: cannot set a key inside 3" in error({"train": 3}, ["train.epochs.x=1"])
 
 
 def test_api_exports_one_error_type():

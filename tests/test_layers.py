@@ -17,7 +17,20 @@ def build(layers, shape=(3, 8, 8), heads=(5,), **model):
 
 
 def test_registry_matches_the_documented_notation():
-    assert set(LAYERS.names()) == {"full", "conv", "max", "avg", "dropout", "noise", "batch_normal"}
+    assert LAYERS.names() == [
+        "full",
+        "conv",
+        "max",
+        "avg",
+        "dropout",
+        "noise",
+        "batch_normal",
+        "activation",
+        "flatten",
+        "serial",
+        "residual",
+        "parallel",
+    ]
 
 
 def test_bare_int_is_a_full_layer_and_flatten_is_implicit():
@@ -153,15 +166,11 @@ def test_activation_defaults_to_model_activation_and_can_be_overridden():
     ],
 )
 def test_init_gives_the_documented_std(init, expected_std):
-    cfg = ModelConfig(
-        layers=[["conv", {"ksize": 3, "chn": 64}], ["full", {"width": 256}]], init=InitConfig(**init)
-    )
+    cfg = ModelConfig(layers=[["conv", {"ksize": 3, "chn": 64}], ["full", {"width": 256}]], init=InitConfig(**init))
     net, _ = build_model(cfg, (32, 16, 16), [10])
     init_weights(net, cfg.init, seed=0)
     conv, full = net.body[0][0], net.body[1][1]
-    assert conv.weight.std().item() == pytest.approx(
-        expected_std(32 * 9, 64 * 9), rel=0.05
-    )  # fan-in = kh·kw·in
+    assert conv.weight.std().item() == pytest.approx(expected_std(32 * 9, 64 * 9), rel=0.05)  # fan-in = kh·kw·in
     assert full.weight.std().item() == pytest.approx(expected_std(64 * 16 * 16, 256), rel=0.05)
     assert all(float(m.bias.detach().abs().max()) == 0 for m in (conv, full))
 

@@ -49,12 +49,7 @@ def test_run_directory_contract(runs):
     assert rows[1]["total_s"] >= rows[1]["epoch_s"] > 0
     s = json.loads((run.path / "summary.json").read_text())
     assert SUMMARY_KEYS <= s.keys()
-    assert (
-        s["status"] == "completed"
-        and s["epochs_done"] == 2
-        and s["seed"] == cfg.seed
-        and s["device"] == "cpu"
-    )
+    assert s["status"] == "completed" and s["epochs_done"] == 2 and s["seed"] == cfg.seed and s["device"] == "cpu"
     assert (
         set(s["params"]) >= {"weights", "near_zero", "mean", "std"}
         and s["params"]["weights"] == 3 * 3 * 4 + 4 * 4 * 4 * 16 + 16 * 3
@@ -69,9 +64,7 @@ def test_run_directory_contract(runs):
 
 def test_same_config_and_seed_give_identical_metrics(runs):
     def strip(run):
-        return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in run.metrics], run.summary[
-            "test_acc"
-        ]
+        return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in run.metrics], run.summary["test_acc"]
 
     layers = [
         ["noise", {"std": 0.05}],
@@ -107,14 +100,10 @@ def test_book_format_report(runs, capsys):
     assert re.fullmatch(r"    Epoch 2: cost=\d\.\d{3}, accuracy=\d\.\d{3}/\d\.\d{3} \(\d+/\d+ secs\)", out[1])
     assert re.fullmatch(r"    Epoch 4: .*", out[2])
     assert re.fullmatch(r"Model tiny train ended in \d+ secs:", out[3])
-    assert (
-        re.fullmatch(r"Model tiny test report: accuracy = \d\.\d{3}, \(\d+ secs\)", out[4]) and out[5] == ""
-    )
+    assert re.fullmatch(r"Model tiny test report: accuracy = \d\.\d{3}, \(\d+ secs\)", out[4]) and out[5] == ""
     assert out[6] == "Model tiny Visualization"
     assert all(
-        re.fullmatch(
-            r"추정확률분포 \[[ \d]{2,3},[ \d]{2,3},[ \d]{2,3}\] => 추정 c\d : 정답 c\d => [OX]", line
-        )
+        re.fullmatch(r"추정확률분포 \[[ \d]{2,3},[ \d]{2,3},[ \d]{2,3}\] => 추정 c\d : 정답 c\d => [OX]", line)
         for line in out[7:9]
     )
     assert re.fullmatch(r"Near 0 parameters = [ \d]{2,3}\.\d%\(\d+/\d+\)", out[9])  # book: {:4.1f}%

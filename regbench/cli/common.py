@@ -20,9 +20,7 @@ SetOption = Annotated[
         help="Override a config key (value parsed as YAML); repeatable.",
     ),
 ]
-LangOption = Annotated[
-    str, typer.Option("--lang", help="Language of the book's report lines: ko (the book's) or en.")
-]
+LangOption = Annotated[str, typer.Option("--lang", help="Language of the book's report lines: ko (the book's) or en.")]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..config import load_config
 from ..trainer import check_config
@@ -29,9 +30,8 @@ def show(
     """Print a table of CONFIG's layers with output shapes and parameter counts."""
     cfg = guarded(load_config, config, set_ or [])
     info, rows = guarded(check_config, cfg)
-    table = Table(
-        title=f"{cfg.name}: {cfg.data.name}, heads {'+'.join(str(len(h.classes)) for h in info.heads)}"
-    )
+    heads = "+".join(str(len(h.classes)) for h in info.heads)
+    table = Table(title=Text(f"{cfg.name}: {cfg.data.name}, heads {heads}"))
     for col, just in (
         ("#", "right"),
         ("layer", "left"),
@@ -40,11 +40,10 @@ def show(
         ("biases/other", "right"),
         ("params", "right"),
     ):
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=just, overflow="fold")
     for r in rows:
-        table.add_row(
-            r.index, r.text, book_shape(r.shape), f"{r.weights:,}", f"{r.other:,}", f"{r.weights + r.other:,}"
-        )
+        counts = (f"{r.weights:,}", f"{r.other:,}", f"{r.weights + r.other:,}")
+        table.add_row(r.index, Text(r.text), book_shape(r.shape), *counts)  # Text: brackets are not markup
     weights = sum(r.weights for r in rows)
     other = sum(r.other for r in rows)
     table.add_section()

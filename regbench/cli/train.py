@@ -18,13 +18,9 @@ app = typer.Typer()
 def train(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     set_: SetOption = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Parent folder of the run directory.")] = Path(
-        "runs"
-    ),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parent folder of the run directory.")] = Path("runs"),
     lang: LangOption = "ko",
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print nothing but the run directory.")
-    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the run directory.")] = False,
 ) -> None:
     """Train the experiment in CONFIG, print the book's report, and save runs/<name>-<time>/."""
     check_lang(lang)
