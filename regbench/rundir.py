@@ -21,7 +21,7 @@ import yaml
 from .errors import RunDirError
 
 CONFIG, METRICS, SUMMARY, MODEL, LOG = "config.yaml", "metrics.jsonl", "summary.json", "model.pt", "log.txt"
-STEPS = "steps.jsonl"
+STEPS, CHECKPOINT = "steps.jsonl", "checkpoint.pt"
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: files get the usual permissions, not mkstemp's 0600
 
@@ -101,6 +101,20 @@ class RunWriter:
             with open(self.path / STEPS, "a", encoding="utf-8") as f:
                 f.write("".join(json.dumps(r) + "\n" for r in rows))
 
+    def restore(self, rows: list[dict[str, Any]], steps_done: int) -> None:
+        """On resume: metrics and step rows as they were at the checkpoint (later ones are dropped)."""
+        self.rows = list(rows)
+        atomic_write(self.path / METRICS, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
+        if (self.path / STEPS).is_file():
+            kept = [line for line in read_jsonl(self.path / STEPS) if line.get("step", steps_done) < steps_done]
+            atomic_write(self.path / STEPS, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Everything needed to continue after an epoch, written atomically."""
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write(self.path / CHECKPOINT, buf.getvalue())
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write(self.path / SUMMARY, (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode())
 
@@ -150,13 +164,31 @@ def load_run(path: str | Path) -> Run:
         summary = json.loads((p / SUMMARY).read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise RunDirError(f"{p}: unreadable run files ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
-    metrics = []
-    if (p / METRICS).is_file():
-        for line in (p / METRICS).read_text(encoding="utf-8").splitlines():
-            try:
-                metrics.append(json.loads(line))
-            except ValueError:
-                continue
+    metrics = read_jsonl(p / METRICS) if (p / METRICS).is_file() else []
     if not isinstance(config, dict) or not isinstance(summary, dict):
         raise RunDirError(f"{p}: {CONFIG} and {SUMMARY} must hold mappings")
     return Run(p, config, metrics, summary)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a .jsonl file; a torn or foreign line (a crash mid-append) is skipped."""
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The run's last checkpoint (weights_only: a checkpoint cannot run code), or None if it has none."""
+    file = Path(path) / CHECKPOINT
+    if not file.is_file():
+        return None
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise RunDirError(f"{file}: cannot load the checkpoint ({e.__class__.__name__})") from None

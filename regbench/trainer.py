@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import platform
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +25,12 @@ from . import __version__
 from . import console as fmt
 from .config import Config
 from .data import DataInfo, Dataset, data_info, load_data
-from .errors import ConfigError, DivergedError
+from .errors import ConfigError, DivergedError, RunDirError
 from .model import Net, Row, build_model, init_weights, param_stats, weights_and_kernels
 from .optim import lr_at, make_optimizer
 from .regularize import Regularizer
-from .rundir import Run, RunWriter, create_run_dir, load_run
+from .resources import check_fits
+from .rundir import Run, RunWriter, create_run_dir, load_checkpoint, load_run
 
 EVAL_BATCH = 512  # evaluation batch: large for speed, small enough for 96×96 images on a laptop
 GRAD_NORM_SAMPLES = 16  # gradient norms are measured on this many steps per epoch (kept cheap)
@@ -59,7 +61,15 @@ def check_config(cfg: Config) -> tuple[DataInfo, list[Row]]:
     info = data_info(cfg.data)
     with torch.device("meta"):
         _, rows = build_model(cfg.model, info.input_shape, info.head_sizes)
+    check_model_memory(rows, cfg, None)
     return info, rows
+
+
+def check_model_memory(rows: list[Row], cfg: Config, device: torch.device | None) -> None:
+    """Weights, gradients and two optimizer states in float32 must fit the machine (or the GPU)."""
+    params = sum(r.weights + r.other for r in rows) * cfg.train.ensemble
+    what = f"the model ({params:,} parameters with gradients and optimizer state)"
+    check_fits(params * 4 * 4, what, "model.layers", device)
 
 
 @dataclass
@@ -137,7 +147,7 @@ def first(acc: float | list[float] | None) -> float | None:
 
 
 def versions() -> dict[str, str]:
-    return {"python": platform.python_version(), "torch": torch.__version__, "regbench": __version__}
+    return {"python": platform.python_version(), "torch": str(torch.__version__), "regbench": __version__}
 
 
 def now_iso() -> str:
@@ -158,7 +168,11 @@ class Setup:
 def prepare(cfg: Config) -> Setup:
     """Resolve the device, load the data and put every split on the device (no files written yet)."""
     device = resolve_device(cfg.train.device)
-    info, _ = check_config(cfg)
+    info, rows = check_config(cfg)
+    params = sum(r.weights + r.other for r in rows) * cfg.train.ensemble
+    check_fits(
+        params * 4 * 4, f"the model ({params:,} parameters with gradients and optimizer state)", "model.layers", device
+    )
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     data = load_data(cfg.data)
@@ -196,8 +210,13 @@ class Fitted:
     test_probs: list[torch.Tensor] | None  # per head, (N_test, classes)
 
 
-def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str) -> Fitted:
-    """Train one model into the run directory `path`: the book's loop, report and files."""
+def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt: dict | None = None) -> Fitted:
+    """Train one model into the run directory `path`: the book's loop, report and files.
+
+    A checkpoint (`checkpoint.pt`: model, optimizer, RNG states, metrics so far) is written after every
+    epoch; with `ckpt` (one read back by `resume`) training continues after its epoch and ends exactly as
+    an uninterrupted run would on the CPU.
+    """
     # -------------------------------------------------------------------------------- model and optimizer
     device, info = setup.device, setup.info
     train_set, val_set, test_set = setup.splits["train"], setup.splits["val"], setup.splits["test"]
@@ -205,90 +224,81 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str) -> F
     net, _ = build_model(cfg.model, info.input_shape, info.head_sizes)
     init_weights(net, cfg.model.init, derive_seed(cfg.seed, "init"))
     net.to(device, memory_format=torch.channels_last) if setup.channels_last else net.to(device)
-    order_gen = torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "order"))
-    net.set_generator(torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "layers")))
+    gens = {
+        "order": torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "order")),  # batch order
+        "layers": torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "layers")),  # dropout, noise
+    }
+    net.set_generator(gens["layers"])
     params = [p for p in net.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg.optimizer, device)
     reg = Regularizer(cfg.regularizer, weights_and_kernels(net))
-    first_weight = weights_and_kernels(net)[0]  # its gradient shows vanishing gradients in deep sigmoid nets
-    tc, oc = cfg.train, cfg.optimizer
+    tc = cfg.train
     bs = min(tc.batch_size, train_set.n)
     steps = train_set.n // bs if tc.drop_last else math.ceil(train_set.n / bs)
     total_steps = tc.iterations or steps * tc.epochs
     epochs = math.ceil(total_steps / steps)
-    scheduled = oc.schedule != "none" or oc.warmup > 0
-    norm_every = max(1, steps // GRAD_NORM_SAMPLES)
     stopper = EarlyStopper(tc.early_stop) if tc.early_stop else None
     keep_best = stopper is not None or tc.test_on == "best"
+    best_state = None
 
     # -------------------------------------------------------------------------------- run directory
     writer = RunWriter(path)
-    writer.write_config(cfg.to_dict())
-    summary: dict[str, Any] = {
-        "name": cfg.name,
-        "status": "running",
-        "seed": cfg.seed,
-        "device": str(device),
-        "started_at": now_iso(),
-        "epochs": epochs,
-        "epochs_done": 0,
-        "steps_done": 0,
-        "data": {"name": cfg.data.name, "train": train_set.n, "val": val_set.n, "test": test_set.n},
-        "input_shape": list(info.input_shape),
-        "heads": [{"name": h.name, "classes": h.classes} for h in info.heads],
-        "versions": versions(),
-    }
+    if ckpt is None:
+        writer.write_config(cfg.to_dict())
+        writer.restore([], 0)  # a run restarted from scratch keeps nothing from a killed first epoch
+        summary: dict[str, Any] = {
+            "name": cfg.name,
+            "status": "running",
+            "seed": cfg.seed,
+            "device": str(device),
+            "started_at": now_iso(),
+            "epochs": epochs,
+            "epochs_done": 0,
+            "steps_done": 0,
+            "data": {"name": cfg.data.name, "train": train_set.n, "val": val_set.n, "test": test_set.n},
+            "input_shape": list(info.input_shape),
+            "heads": [{"name": h.name, "classes": h.classes} for h in info.heads],
+            "versions": versions(),
+        }
+        first_epoch, t_offset = 1, 0.0
+    else:  # continue after the checkpoint's epoch, with every state as it was then
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        set_rng_states(ckpt["rng"], gens)
+        summary = {**ckpt["summary"], "status": "running"}
+        summary.setdefault("resumed", []).append({"after_epoch": ckpt["epoch"], "at": now_iso()})
+        writer.restore(ckpt["metrics"], ckpt["summary"]["steps_done"])
+        say.lines[:0] = ckpt["log"]
+        if stopper:
+            stopper.bad = ckpt["stopper_bad"]
+        if keep_best and (path / "best.pt").is_file():
+            best_state = torch.load(path / "best.pt", map_location=device, weights_only=True)
+        first_epoch, t_offset = ckpt["epoch"] + 1, ckpt["summary"].get("train_s", 0.0)
     writer.write_summary(summary)
 
-    t0 = t_report = time.perf_counter()
-    test_probs = None
+    t0 = t_report = time.perf_counter() - t_offset
+    test_probs, row = None, {}
     try:
-        if tc.report > 0:
+        if tc.report > 0 and ckpt is None:
             say(fmt.train_started(cfg.name))
         with Progress(say.quiet, steps) as progress:
-            for epoch in range(1, epochs + 1):
+            for epoch in range(first_epoch, epochs + 1):
                 # ---- train one epoch: losses, correct counts and gradient norms stay on the device
                 net.train()
                 progress.start(epoch)
                 t_epoch = time.perf_counter()
                 start = (epoch - 1) * steps
                 n_steps = min(steps, total_steps - start)
-                perm = torch.randperm(train_set.n, generator=order_gen, device=device)
-                losses = torch.zeros(n_steps, device=device)
-                correct = torch.zeros(len(net.heads), device=device, dtype=torch.long)
-                norms = torch.zeros(2, device=device)  # global gradient norm, first layer's gradient norm
-                for step in range(n_steps):
-                    if scheduled:
-                        for group in opt.param_groups:
-                            group["lr"] = lr_at(oc, (start + step) / steps, total_steps / steps)
-                    idx = perm[step * bs : (step + 1) * bs]
-                    x, y = train_set.x[idx], train_set.y[idx]
-                    logits = net(x)
-                    loss = head_loss(net, logits, y)
-                    penalty = reg.penalty()
-                    if penalty is not None:
-                        loss = loss + penalty
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if step % norm_every == 0:
-                        grads = [p.grad for p in params if p.grad is not None]
-                        norms += torch.stack(
-                            [torch.nn.utils.get_total_norm(grads, foreach=True), first_weight.grad.norm()]
-                        )
-                    if tc.clip_grad_norm:
-                        torch.nn.utils.clip_grad_norm_(params, tc.clip_grad_norm, foreach=True)
-                    reg.decay(opt.param_groups[0]["lr"])
-                    opt.step()
-                    losses[step] = loss.detach()
-                    correct += head_correct(net, logits, y)
-                    progress.advance(step)
+                losses, correct, norms, n_norms = run_epoch(
+                    cfg, net, opt, reg, params, train_set, gens["order"], start, n_steps, steps, total_steps, progress
+                )
                 # ---- once per epoch: read the sums (the only host sync of the epoch), evaluate, log
                 cost = losses.sum().item() / n_steps
                 if not math.isfinite(cost):
                     bad = int((~torch.isfinite(losses)).nonzero()[0, 0])
                     raise DivergedError(
                         f"{cfg.name}: loss became {losses[bad].item()} in epoch {epoch}, step {bad + 1}"
-                        f" (step {start + bad} of the run); the run is marked diverged"
+                        f" (step {start + bad} of the run); the run is marked diverged, its last good checkpoint kept"
                     )
                 seen = n_steps * bs if tc.drop_last or n_steps < steps else train_set.n
                 train_acc = (correct.double() / seen).tolist()
@@ -298,9 +308,8 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str) -> F
                 if tc.eval_train:
                     row["train_eval_loss"], acc = evaluate(net, train_set)
                     row["train_eval_acc"] = one_or_list(acc)
-                row["lr"] = opt.param_groups[0]["lr"]
-                grad_norm, grad_norm_first = (norms / len(range(0, n_steps, norm_every))).tolist()
-                row.update(grad_norm=grad_norm, grad_norm_first=grad_norm_first)
+                grad_norm, grad_norm_first = (norms / n_norms).tolist()
+                row.update(lr=opt.param_groups[0]["lr"], grad_norm=grad_norm, grad_norm_first=grad_norm_first)
                 now = time.perf_counter()
                 row.update(epoch_s=now - t_epoch, total_s=now - t0)
                 writer.add_metrics(row)
@@ -310,7 +319,7 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str) -> F
                     writer.add_steps(
                         [{"step": start + s, "epoch": epoch, "loss": v} for s, v in zip(logged, values, strict=True)]
                     )
-                summary.update(epochs_done=epoch, steps_done=start + n_steps, train_loss=cost)
+                summary.update(epochs_done=epoch, steps_done=start + n_steps, train_loss=cost, train_s=now - t0)
                 summary.update(train_acc=row["train_acc"], val_acc=row["val_acc"])
                 if tc.report > 0 and epoch % tc.report == 0:
                     line = fmt.epoch_line(epoch, cost, train_acc, val_acc, int(now - t_report), int(now - t0))
@@ -323,18 +332,34 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str) -> F
                 if improved and keep_best:
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                     writer.save_model(best_state, "best.pt")
-                if stopper and stopper.stop(improved):
+                stop = stopper is not None and stopper.stop(improved)
+                if stop:
                     summary["stopped_early"] = epoch
                     say(
                         f"Early stop after epoch {epoch}: no {tc.early_stop.metric} improvement in {tc.early_stop.patience} epochs"
                     )
+                # ---- checkpoint: everything needed to continue after this epoch
+                writer.save_checkpoint(
+                    {
+                        "epoch": epoch,
+                        "model": net.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "rng": rng_states(gens),
+                        "summary": summary,
+                        "metrics": writer.rows,
+                        "log": say.lines,
+                        "stopper_bad": stopper.bad if stopper else 0,
+                    }
+                )
+                writer.write_summary(summary)
+                if stop:
                     break
         train_s = time.perf_counter() - t0
         say(fmt.train_ended(cfg.name, int(train_s)))
 
         # -------------------------------------------------------------------------------- test and report
         writer.save_model(net.state_dict())
-        if tc.test_on == "best" and summary.get("best_epoch"):
+        if tc.test_on == "best" and best_state is not None:
             net.load_state_dict(best_state)
             summary["tested"] = f"best (epoch {summary['best_epoch']})"
         t_test = time.perf_counter()
@@ -349,31 +374,89 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str) -> F
             say(fmt.near_zero_line(stats["near_zero"], stats["weights"]))
             say(fmt.param_dist_line(stats["mean"], stats["std"], lang))
             save_param_hist(net, path / "params_hist.png")
-        final_train = first(summary.get("train_acc"))
-        if tc.eval_train:
-            final_train = first(row["train_eval_acc"])
-        gap = (
-            None
-            if final_train is None or first(summary.get("val_acc")) is None
-            else final_train - first(summary["val_acc"])
-        )
+        final_train = first(row.get("train_eval_acc", summary.get("train_acc")))
+        final_val = first(summary.get("val_acc"))
+        gap = None if final_train is None or final_val is None else final_train - final_val
         summary.update(status="completed", test_acc=one_or_list(test_acc), test_loss=test_loss, train_s=train_s)
         summary.update(gap=gap, params=stats)
     except KeyboardInterrupt:
-        summary.update(status="interrupted", train_s=time.perf_counter() - t0)
+        summary.update(status="interrupted")
         writer.save_model(net.state_dict())
         raise
     except DivergedError as e:
-        summary.update(status="diverged", error=str(e), train_s=time.perf_counter() - t0)
+        summary.update(status="diverged", error=str(e))
         raise
     except Exception as e:
-        summary.update(status="failed", error=f"{e.__class__.__name__}: {e}", train_s=time.perf_counter() - t0)
+        summary.update(status="failed", error=f"{e.__class__.__name__}: {e}")
         raise
     finally:
         summary["ended_at"] = now_iso()
         writer.write_summary(summary)
         writer.write_log(say.lines)
     return Fitted(net, summary, test_probs)
+
+
+def run_epoch(cfg, net, opt, reg, params, data, order_gen, start, n_steps, steps, total_steps, progress):
+    """The hot loop over one epoch's batches; returns device tensors only (no host sync here).
+
+    Returns per-step losses, correct counts per head, and the sum of (global, first-layer) gradient norms
+    over the `n_norms` sampled steps.
+    """
+    tc, oc = cfg.train, cfg.optimizer
+    device, bs = data.x.device, min(tc.batch_size, data.n)
+    scheduled = oc.schedule != "none" or oc.warmup > 0
+    norm_every = max(1, steps // GRAD_NORM_SAMPLES)
+    first_weight = weights_and_kernels(net)[0]  # its gradient shows vanishing gradients in deep sigmoid nets
+    perm = torch.randperm(data.n, generator=order_gen, device=device)
+    losses = torch.zeros(n_steps, device=device)
+    correct = torch.zeros(len(net.heads), device=device, dtype=torch.long)
+    norms = torch.zeros(2, device=device)
+    for step in range(n_steps):
+        if scheduled:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(oc, (start + step) / steps, total_steps / steps)
+        idx = perm[step * bs : (step + 1) * bs]
+        x, y = data.x[idx], data.y[idx]
+        logits = net(x)
+        loss = head_loss(net, logits, y)
+        penalty = reg.penalty()
+        if penalty is not None:
+            loss = loss + penalty
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if step % norm_every == 0:
+            grads = [p.grad for p in params if p.grad is not None]
+            norms += torch.stack([torch.nn.utils.get_total_norm(grads, foreach=True), first_weight.grad.norm()])
+        if tc.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, tc.clip_grad_norm, foreach=True)
+        reg.decay(opt.param_groups[0]["lr"])
+        opt.step()
+        losses[step] = loss.detach()
+        correct += head_correct(net, logits, y)
+        progress.advance(step)
+    return losses, correct, norms, len(range(0, n_steps, norm_every))
+
+
+def rng_states(gens: dict[str, torch.Generator]) -> dict[str, Any]:
+    """Every random state a run depends on, as plain data and tensors (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    states = {f"gen_{k}": g.get_state() for k, g in gens.items()}
+    states.update(torch=torch.get_rng_state(), python=random.getstate())
+    states["numpy"] = [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any], gens: dict[str, torch.Generator]) -> None:
+    for k, g in gens.items():
+        g.set_state(states[f"gen_{k}"])
+    torch.set_rng_state(states["torch"])
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in states["python"]))
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def track_best(summary: dict[str, Any], epoch: int, val_loss: float | None, val_acc: float, stop: Any) -> bool:
@@ -409,20 +492,23 @@ def train_ensemble(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang
     summary: dict[str, Any] = {"name": cfg.name, "status": "running", "seed": cfg.seed, "device": str(setup.device)}
     summary.update(started_at=now_iso(), ensemble={"members": []}, versions=versions())
     writer.write_summary(summary)
-    (path / "members").mkdir()
+    (path / "members").mkdir(exist_ok=True)
     t0 = time.perf_counter()
     members, probs = summary["ensemble"]["members"], []
     try:
         for i in range(n):
             member = dataclasses.replace(cfg, seed=cfg.seed + i, train=dataclasses.replace(cfg.train, ensemble=1))
             member_dir = path / "members" / f"m{i + 1}-seed{member.seed}"
-            member_dir.mkdir()
-            say(f"Ensemble member {i + 1}/{n} (seed {member.seed}):")
-            fitted = fit(member, setup, member_dir, say, lang)
-            members.append(
-                {"seed": member.seed, "test_acc": fitted.summary["test_acc"], "path": f"members/{member_dir.name}"}
-            )
-            probs.append(fitted.test_probs)
+            if member_dir.is_dir() and load_run(member_dir).status == "completed":  # resuming: already done
+                done = load_run(member_dir).summary
+                probs.append(tested_probabilities(member, setup, member_dir, done))
+            else:
+                member_dir.mkdir(exist_ok=True)
+                say(f"Ensemble member {i + 1}/{n} (seed {member.seed}):")
+                fitted = fit(member, setup, member_dir, say, lang, load_checkpoint(member_dir))
+                done = fitted.summary
+                probs.append(fitted.test_probs)
+            members.append({"seed": member.seed, "test_acc": done["test_acc"], "path": f"members/{member_dir.name}"})
             writer.write_summary(summary)
         y = setup.splits["test"].y.cpu()
         cumulative, losses = [], []
@@ -454,6 +540,37 @@ def train_ensemble(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang
         )
         writer.write_summary(summary)
         writer.write_log(say.lines)
+
+
+def tested_probabilities(cfg: Config, setup: Setup, path: Path, summary: dict[str, Any]) -> list[torch.Tensor]:
+    """Test-split probabilities of a finished run from its saved weights (the tested ones: best or last)."""
+    net, _ = build_model(cfg.model, setup.info.input_shape, setup.info.head_sizes)
+    weights = "best.pt" if str(summary.get("tested", "")).startswith("best") else "model.pt"
+    net.load_state_dict(torch.load(path / weights, map_location="cpu", weights_only=True))
+    net.to(setup.device, memory_format=torch.channels_last) if setup.channels_last else net.to(setup.device)
+    return probabilities(net, setup.splits["test"].x)
+
+
+def resume(path: str | Path, *, lang: str = "ko", quiet: bool = False) -> Run:
+    """Continue an unfinished run (killed, interrupted or diverged) from its last complete epoch.
+
+    The run's own resolved config is used; the metrics, logs and random states continue as if the run
+    had never stopped (on the CPU the final metrics are identical to an uninterrupted run's).
+    """
+    from .config import load_config
+
+    path = Path(path)
+    run = load_run(path)
+    if run.status == "completed":
+        raise RunDirError(f"{path}: the run is already completed; nothing to resume")
+    cfg = load_config(run.config)
+    setup = prepare(cfg)
+    say = fmt.Printer(quiet)
+    if cfg.train.ensemble > 1:
+        train_ensemble(cfg, setup, path, say, lang)
+    else:
+        fit(cfg, setup, path, say, lang, load_checkpoint(path))
+    return load_run(path)
 
 
 def write_mean_metrics(path: Path, member_dirs: list[Path], writer: RunWriter) -> None:

@@ -41,6 +41,7 @@ def test_run_directory_contract(runs):
         "summary.json",
         "model.pt",
         "log.txt",
+        "checkpoint.pt",
     }
     # config.yaml is the fully resolved config and loads back to the same thing
     assert load_config(yaml.safe_load((run.path / "config.yaml").read_text())) == cfg
