@@ -22,6 +22,7 @@ from . import __version__
 from . import console as fmt
 from .config import Config
 from .data import DataInfo, Dataset, data_info, load_data
+from .data.augment import make_augment
 from .errors import ConfigError, DivergedError
 from .model import Net, Row, build_model, init_weights, param_stats, weights_and_kernels
 from .optim import make_optimizer
@@ -163,6 +164,8 @@ def train(cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: boo
     order_gen = torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "order"))
     layer_gen = torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "layers"))
     net.set_generator(layer_gen)
+    augment = make_augment(cfg.data.augment, info.input_shape)  # data.augment (issue 3); None without it
+    aug_gen = torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "augment"))
     opt = make_optimizer(net.parameters(), cfg.optimizer, device)
     reg = Regularizer(cfg.regularizer, weights_and_kernels(net))
 
@@ -203,6 +206,8 @@ def train(cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: boo
                 for step in range(steps):
                     idx = perm[step * bs : (step + 1) * bs]
                     x, y = train_set.x[idx], train_set.y[idx]
+                    if augment is not None:  # data.augment (issue 3): random per-sample transforms
+                        x = augment(x, aug_gen)
                     logits = net(x)
                     loss = head_loss(net, logits, y)
                     penalty = reg.penalty()

@@ -29,7 +29,9 @@ def check(cfg: DataConfig) -> None:
         raise ConfigError(f"expected [H, W, C] (or [F]) with sizes 1–4096, got {shape}", path="data.shape")
     sizes = heads_of(cfg)
     if not sizes or any(not 2 <= c <= 10_000 for c in sizes):
-        raise ConfigError(f"expected a class count (2–10000) or a list of them, got {cfg.classes}", path="data.classes")
+        raise ConfigError(
+            f"expected a class count (2–10000) or a list of them, got {cfg.classes}", path="data.classes"
+        )
     count = DEFAULT_COUNT if cfg.count is None else cfg.count
     if not 1 <= count <= 10_000_000:
         raise ConfigError(f"must be between 1 and 10000000, got {count}", path="data.count")
@@ -41,7 +43,9 @@ def info(cfg: DataConfig) -> DataInfo:
     torch_shape = (shape[2], shape[0], shape[1]) if len(shape) == 3 else (shape[0],)
     sizes = heads_of(cfg)
     names = ["class"] if len(sizes) == 1 else [f"head{i}" for i in range(len(sizes))]
-    return DataInfo(torch_shape, [Head(n, [f"c{j}" for j in range(c)]) for n, c in zip(names, sizes)])
+    return DataInfo(
+        torch_shape, [Head(n, [f"c{j}" for j in range(c)]) for n, c in zip(names, sizes, strict=True)]
+    )
 
 
 def load(cfg: DataConfig) -> Arrays:
