@@ -102,8 +102,14 @@ def files_error(name: str, where: Path | str, missing: list[str], how: str) -> D
     return DataError(f"data set '{name}': missing {shown} in {where}; {how}")
 
 
-def check_labels(name: str, y: torch.Tensor, info: DataInfo) -> None:
-    """Labels outside a head's classes would crash the loss (or assert on CUDA); say which set and head."""
+def check_labels(name: str, x: torch.Tensor, y: torch.Tensor, info: DataInfo) -> None:
+    """One label row per sample, and no label outside its head's classes (that would crash the loss, or
+    assert on CUDA); the message names the set and the head."""
+    if len(x) != len(y) or y.dim() != 2 or y.shape[1] != len(info.heads):
+        raise DataError(
+            f"data set '{name}': {len(x)} samples but labels of shape {tuple(y.shape)}"
+            f" (expected ({len(x)}, {len(info.heads)}))"
+        )
     for h, head in enumerate(info.heads):
         if y.numel() and (int(y[:, h].min()) < 0 or int(y[:, h].max()) >= len(head.classes)):
             raise DataError(
@@ -145,9 +151,9 @@ def load_data(cfg: DataConfig) -> Dataset:
     entry = DATASETS[cfg.name]
     info = data_info(cfg)
     arrays = entry.load(cfg)
-    check_labels(cfg.name, arrays.y, info)
+    check_labels(cfg.name, arrays.x, arrays.y, info)
     if arrays.test is not None:
-        check_labels(cfg.name, arrays.test[1], info)
+        check_labels(cfg.name, *arrays.test, info)
     ds = Dataset(info)
     if cfg.split == "official":
         if arrays.test is None:

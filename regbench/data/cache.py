@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import torch
@@ -40,23 +40,20 @@ def read_cached(file: Path) -> torch.Tensor | None:
 
 
 def write_cached(file: Path, x: torch.Tensor) -> None:
-    """Store `x` at `file` atomically (temporary file in the same folder, then os.replace).
+    """Store `x` at `file` atomically: a uniquely named temporary file in the same folder, then os.replace.
 
     A folder that cannot be written (read-only data) only costs the next run the decoding again.
     """
+    tmp = file.with_name(f".{file.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:  # created with the usual permissions (umask), unlike mkstemp's 0600
             torch.save(x.contiguous(), f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, file)
     except OSError:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

@@ -24,10 +24,9 @@ def missing(cfg: DataConfig) -> list[str]:
 
 
 def info(cfg: DataConfig) -> DataInfo:
-    classes = list_dir(tree(cfg))
-    if not classes:  # the classes are the folder's own: nothing to say without it
-        raise files_error("folder", tree(cfg), ["<class>/<image>"], HOW)
-    return DataInfo(image_shape(cfg), [Head("class", classes)])
+    if missing(cfg):  # the classes are the tree's own folders: nothing to say without images in them
+        raise files_error("folder", tree(cfg), missing(cfg), HOW)
+    return DataInfo(image_shape(cfg), [Head("class", list_dir(tree(cfg)))])
 
 
 def load(cfg: DataConfig) -> Arrays:

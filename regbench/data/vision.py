@@ -212,6 +212,8 @@ def fetch(vs: VisionSet, cfg: DataConfig) -> str:
                 f"data set '{vs.name}': download into {folder} failed ({reason}); "
                 f"copy torchvision's {vs.folder} files there from a machine with internet"
             ) from None
+        if not (work / vs.folder).is_dir():
+            raise DataError(f"data set '{vs.name}': torchvision's download made no {vs.folder} folder")
         folder.mkdir(parents=True, exist_ok=True)
         for src in (work / vs.folder).iterdir():
             if src.is_file() and not (folder / src.name).exists():
