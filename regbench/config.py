@@ -58,17 +58,34 @@ class Limit:
             require(v is None or v >= 1, name, "must be ≥ 1 or null", v)
 
 
+Normalize = Literal["none", "unit", "standardize", "center"]
+
+
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "digits"  # a registered data set; `regbench datasets` lists them
-    root: str = "data"  # folder of file-based data sets
+    root: str = "data"  # folder of file-based data sets (`folder`: the image tree itself)
     seed: int = 0  # shuffle/split seed, fixed so runs that differ only in `seed` share one test set
-    split: Split = field(default_factory=Split)
+    split: Split | Literal["official"] = field(default_factory=Split)  # ratios, or official (its test split)
     limit: Limit = field(default_factory=Limit)
+    normalize: Normalize | None = None  # none | unit | standardize | center (null = the set's default)
+    augment: list[Any] | None = None  # train split only, e.g. [hflip, {crop: {size: 32, padding: 4}}]
     # synthetic only (null = the data set's default)
     shape: list[int] | None = None  # H × W × C in the book's order; synthetic default [8, 8, 1]
     classes: int | list[int] | None = None  # class count, or one per output head ([3, 31]); default 10
     count: int | None = None  # number of samples; synthetic default 1000
+    # file-based sets only (null = the data set's default)
+    path: str | None = None  # npz: the .npz file (arrays x, y; optional classes, x_test, y_test)
+    resolution: list[int] | None = None  # image sets: [h, w] to resize to; image folders default [96, 96]
+    channels: int | None = None  # image sets: force 1 (grey) or 3 (RGB); default: the set's own
+    download: bool | None = None  # torchvision sets and flowers: fetch missing files (null = false)
+
+    def __post_init__(self):
+        res = self.resolution
+        ok = res is None or (len(res) == 2 and all(1 <= v <= 4096 for v in res))
+        require(ok, "resolution", "must be [h, w] with sizes 1–4096", res)
+        require(self.channels in (None, 1, 3), "channels", "must be 1 or 3", self.channels)
+        require(self.path is None or self.path.strip() != "", "path", "must be a file path", self.path)
 
 
 # ----------------------------------------------------------------------------------------------- model

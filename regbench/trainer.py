@@ -25,6 +25,7 @@ from . import __version__
 from . import console as fmt
 from .config import Config
 from .data import DataInfo, Dataset, data_info, load_data
+from .data.augment import make_augment
 from .errors import ConfigError, DivergedError, RunDirError
 from .model import Net, Row, build_model, init_weights, param_stats, weights_and_kernels
 from .optim import lr_at, make_optimizer
@@ -227,8 +228,10 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt
     gens = {
         "order": torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "order")),  # batch order
         "layers": torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "layers")),  # dropout, noise
+        "augment": torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "augment")),  # data.augment
     }
     net.set_generator(gens["layers"])
+    augment = make_augment(cfg.data.augment, info.input_shape)  # None without data.augment
     params = [p for p in net.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg.optimizer, device)
     reg = Regularizer(cfg.regularizer, weights_and_kernels(net))
@@ -290,7 +293,7 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt
                 start = (epoch - 1) * steps
                 n_steps = min(steps, total_steps - start)
                 losses, correct, norms, n_norms = run_epoch(
-                    cfg, net, opt, reg, params, train_set, gens["order"], start, n_steps, steps, total_steps, progress
+                    cfg, net, opt, reg, params, train_set, gens, augment, start, n_steps, steps, total_steps, progress
                 )
                 # ---- once per epoch: read the sums (the only host sync of the epoch), evaluate, log
                 cost = losses.sum().item() / n_steps
@@ -396,7 +399,7 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt
     return Fitted(net, summary, test_probs)
 
 
-def run_epoch(cfg, net, opt, reg, params, data, order_gen, start, n_steps, steps, total_steps, progress):
+def run_epoch(cfg, net, opt, reg, params, data, gens, augment, start, n_steps, steps, total_steps, progress):
     """The hot loop over one epoch's batches; returns device tensors only (no host sync here).
 
     Returns per-step losses, correct counts per head, and the sum of (global, first-layer) gradient norms
@@ -407,7 +410,7 @@ def run_epoch(cfg, net, opt, reg, params, data, order_gen, start, n_steps, steps
     scheduled = oc.schedule != "none" or oc.warmup > 0
     norm_every = max(1, steps // GRAD_NORM_SAMPLES)
     first_weight = weights_and_kernels(net)[0]  # its gradient shows vanishing gradients in deep sigmoid nets
-    perm = torch.randperm(data.n, generator=order_gen, device=device)
+    perm = torch.randperm(data.n, generator=gens["order"], device=device)
     losses = torch.zeros(n_steps, device=device)
     correct = torch.zeros(len(net.heads), device=device, dtype=torch.long)
     norms = torch.zeros(2, device=device)
@@ -417,6 +420,8 @@ def run_epoch(cfg, net, opt, reg, params, data, order_gen, start, n_steps, steps
                 group["lr"] = lr_at(oc, (start + step) / steps, total_steps / steps)
         idx = perm[step * bs : (step + 1) * bs]
         x, y = data.x[idx], data.y[idx]
+        if augment is not None:  # data.augment: random per-sample transforms, on the device
+            x = augment(x, gens["augment"])
         logits = net(x)
         loss = head_loss(net, logits, y)
         penalty = reg.penalty()

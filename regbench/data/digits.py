@@ -16,12 +16,19 @@ def load(cfg: DataConfig) -> Arrays:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0  # pixels 0–16 → 0–1, as the homework did
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1)  # pixels 0–16
     y = torch.tensor(d.target, dtype=torch.long).unsqueeze(1)
-    return Arrays(x, y)
+    return Arrays(x, y, scale=16.0)
 
 
 DATASETS.add(
     "digits",
-    DatasetEntry("digits", info, load, frozenset(), "scikit-learn 8×8 digits (1,797 images, 10 classes), bundled"),
+    DatasetEntry(
+        "digits",
+        info,
+        load,
+        frozenset(),
+        "scikit-learn 8×8 digits (1,797 images, 10 classes), bundled",
+        normalize="unit",  # ÷16 → 0–1, as the homework did
+    ),
 )

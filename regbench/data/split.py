@@ -48,7 +48,11 @@ def split_indices(
     n_train = int(n * train / 10) * 10 if book_rounding else int(n * train)
     n_train = max(n_train, min(n, 1))
     n_val = int(n * val)
-    cuts = {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+    cuts = {
+        "train": order[:n_train],
+        "val": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
+    }
     return {k: torch.as_tensor(v, dtype=torch.long) for k, v in cuts.items()}
 
 

@@ -45,7 +45,7 @@ def info(cfg: DataConfig) -> DataInfo:
     torch_shape = (shape[2], shape[0], shape[1]) if len(shape) == 3 else (shape[0],)
     sizes = heads_of(cfg)
     names = ["class"] if len(sizes) == 1 else [f"head{i}" for i in range(len(sizes))]
-    return DataInfo(torch_shape, [Head(n, [f"c{j}" for j in range(c)]) for n, c in zip(names, sizes)])
+    return DataInfo(torch_shape, [Head(n, [f"c{j}" for j in range(c)]) for n, c in zip(names, sizes, strict=True)])
 
 
 def load(cfg: DataConfig) -> Arrays:

@@ -1,0 +1,53 @@
+"""`data.normalize`: how pixel values reach the model, with statistics taken from the training split only.
+
+- `none`: the values as the format stores them (the book feeds raw 0–255 pixels of its photo sets).
+- `unit`: ÷ the format's full intensity (255 for 8-bit images, 16 for digits), as the homework sets do.
+- `standardize`: (x − mean) / std per channel (per feature for flat vectors).
+- `center`: (x − mean) / max|x − mean| with one mean over the whole training split, the CIFAR-10
+  workshop's input centering (its values land in −1…1).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+
+MODES = ("none", "unit", "standardize", "center")
+
+
+def normalize(ds, mode: str, scale: float | None) -> dict[str, list[float] | float | str]:
+    """Convert every split of `ds` (a Dataset) to float32 and normalize it in place; returns the statistics."""
+    for split in ds.x:
+        ds.x[split] = ds.x[split].float()
+    train = ds.x["train"]
+    if mode == "none":
+        return {"mode": mode}
+    if mode == "unit":
+        if scale is None:
+            raise ConfigError(
+                "unit needs pixels with a known maximum (8-bit images, digits) and this set holds float"
+                " values; use none, standardize or center",
+                path="data.normalize",
+            )
+        shift, div = torch.zeros(()), torch.tensor(float(scale))
+    elif mode == "standardize":
+        shift, div = channel_stats(train)
+    elif mode == "center":
+        shift = train.mean()
+        div = torch.maximum(train.max() - shift, shift - train.min())  # max|x − mean| without a copy of x
+    else:  # the schema only lets the MODES through
+        raise ValueError(f"unknown normalize mode {mode!r}")
+    div = torch.where(div > 0, div, torch.ones_like(div))  # a constant channel stays constant, not inf
+    for split in ds.x:
+        ds.x[split] = ds.x[split].sub_(shift).div_(div)
+    return {"mode": mode, "shift": shift.flatten().tolist(), "div": div.flatten().tolist()}
+
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (population) std per channel of (N, C, H, W), or per feature of (N, F), shaped to broadcast."""
+    if x.dim() == 4:
+        std, mean = torch.std_mean(x, dim=(0, 2, 3), correction=0, keepdim=True)
+        return mean[0], std[0]
+    std, mean = torch.std_mean(x, dim=0, correction=0, keepdim=True)
+    return mean[0], std[0]
