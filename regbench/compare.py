@@ -171,6 +171,11 @@ COLUMNS: dict[str, Column] = {
     ]
 }  # fmt: skip
 DEFAULT_COLUMNS = list(COLUMNS)
+# hidden first when the Rich table is wider than the terminal (never: name, test_acc, status, the verdict)
+HIDE_ORDER = (
+    *("w_mean", "best_epoch", "data", "epochs", "optimizer", "model", "w_std", "near_zero_pct", "train_s"),
+    *("p", "train_acc", "best_val_acc", "gap", "n", "regularizer"),
+)
 BASELINE_COLUMNS = ("delta", "p", "verdict")  # added after the others when --baseline is given
 LOWER_IS_BETTER = (
     "loss",
@@ -732,34 +737,60 @@ class Comparison:
             text += f"; baseline {self.baseline.label}, verdict on {self.metric} (Welch's t-test, p<0.05)"
         return text
 
-    def to_rich(self):
+    def to_rich(self, width: int | None = None):
+        """A Rich table. With `width`, optional columns are hidden (named in the caption) until it fits, rather
+        than squeezing every column to a few characters."""
+        from rich.markup import escape
         from rich.table import Table
 
+        cells_by_row = self.table_rows()
+        cols = list(range(len(self.columns)))
+        hidden: list[str] = []
+        if width:
+            need = {i: self._width(i, cells_by_row) for i in cols}
+            for key in HIDE_ORDER:
+                if sum(need[i] for i in cols) + 1 <= width:
+                    break
+                if key in self.columns and self.columns.index(key) in cols:
+                    cols.remove(self.columns.index(key))
+                    hidden.append(key)
         table = Table(title=self.title(), title_justify="left")
-        for key in self.columns:
+        if hidden:
+            table.caption = (
+                f"hidden to fit {width} columns: {', '.join(hidden)} (see --columns, --format markdown)"
+            )
+            table.caption_justify = "left"
+        for i in cols:
+            key = self.columns[i]
             table.add_column(
                 self.header(key),
                 justify="right" if self._numeric(key) else "left",
-                overflow="fold" if key in ("model", "name") else "ellipsis",
+                overflow="fold",
+                no_wrap=self._numeric(key) or key in ("status", "verdict"),
             )
-        styles = {
-            "completed": "",
-            "running": "yellow",
-            "interrupted": "yellow",
-            "failed": "red",
-            "diverged": "red",
-        }
-        for row, cells in zip(self.rows, self.table_rows(), strict=True):
+        styles = {"running": "yellow", "interrupted": "yellow", "failed": "red", "diverged": "red"}
+        for row, cells in zip(self.rows, cells_by_row, strict=True):
             status = str(row.values.get("status", row.runs[0].status))
-            if "verdict" in self.columns and row.verdict:
-                i = self.columns.index("verdict")
-                color = {"better": "green", "worse": "red", "baseline": "bold"}.get(row.verdict.text)
-                cells[i] = f"[{color}]{cells[i]}[/]" if color else cells[i]
-            table.add_row(*cells, style=styles.get(status, "dim"))
+            shown = []
+            for i in cols:
+                text = escape(cells[i])
+                if self.columns[i] == "verdict" and row.verdict:
+                    color = {"better": "green", "worse": "red", "baseline": "bold"}.get(row.verdict.text)
+                    text = f"[{color}]{text}[/]" if color else text
+                shown.append(text)
+            table.add_row(*shown, style=styles.get(status, "" if status == "completed" else "dim"))
         return table
 
+    def _width(self, i: int, cells_by_row: list[list[str]]) -> int:
+        """Columns a column needs (cell, padding, border); the model summary may fold onto two lines."""
+        key = self.columns[i]
+        longest = max([len(self.header(key)), *(len(c[i]) for c in cells_by_row)])
+        if key in ("model", "name"):
+            longest = min(longest, 28)
+        return longest + 3
+
     def render(self, fmt: str) -> str:
-        """The table as text: `csv`, `markdown` or `json` (`table` is Rich's rendering at 200 columns)."""
+        """The table as text: `csv`, `markdown`, `json`, or `table` (Rich's rendering, 200 characters wide)."""
         if fmt == "csv":
             return self.to_csv()
         if fmt == "markdown":
@@ -770,7 +801,7 @@ class Comparison:
             from rich.console import Console
 
             console = Console(width=200, record=True, file=io.StringIO())
-            console.print(self.to_rich())
+            console.print(self.to_rich(200))
             return console.export_text()
         raise CompareError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 

@@ -18,9 +18,12 @@ DPI = 90  # small PNGs (tens of KB) that still read well in a report
 
 
 def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)  # the Agg canvas: no display, no pyplot
+    return fig
 
 
 def _save(fig, file: Path) -> Path:
@@ -88,12 +91,20 @@ def smooth(y: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def _draw(ax, series: list[dict[int, float]], color, label: str | None, style: str = "-") -> bool:
+MARKERS = "osD^v<>ph*"  # one per row, so rows whose curves coincide stay visible
+
+
+def _draw(
+    ax, series: list[dict[int, float]], color, label: str | None, style: str = "-", marker: str = "."
+) -> bool:
     series = [s for s in series if s]
     if not series:
         return False
     x, mean, std = band(series)
-    ax.plot(x, mean, style, color=color, label=label, lw=1.6, marker="." if len(x) < 30 else None)
+    every = max(1, len(x) // 15)
+    ax.plot(
+        x, mean, style, color=color, label=label, lw=1.5, marker=marker, markevery=every, ms=4, mfc="none"
+    )
     if len(series) > 1:
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
     return True
@@ -107,7 +118,8 @@ def curves(rows: Sequence[Curves], file: Path, head_note: str = "") -> Path:
     fig = _figure(5.0 * n, 4.0)
     axes = fig.subplots(1, n)
     colors = [f"C{i % 10}" for i in range(len(rows))]
-    for r, color in zip(rows, colors, strict=True):
+    for i, (r, color) in enumerate(zip(rows, colors, strict=True)):
+        mk = MARKERS[i % len(MARKERS)]
         label = r.label if len(r.metrics) <= 1 else f"{r.label} (n={len(r.metrics)})"
 
         def per_epoch(key: str, r=r) -> list[dict[int, float]]:
@@ -121,9 +133,9 @@ def curves(rows: Sequence[Curves], file: Path, head_note: str = "") -> Path:
                 out.append(pts)
             return out
 
-        _draw(axes[0], per_epoch("train_loss"), color, label)
-        _draw(axes[1], per_epoch("train_acc"), color, None, "--")
-        _draw(axes[1], per_epoch("val_acc"), color, label)
+        _draw(axes[0], per_epoch("train_loss"), color, label, marker=mk)
+        _draw(axes[1], per_epoch("train_acc"), color, None, "--", marker=mk)
+        _draw(axes[1], per_epoch("val_acc"), color, label, marker=mk)
         if has_steps:
             smoothed = []
             for s in r.steps:
@@ -136,7 +148,7 @@ def curves(rows: Sequence[Curves], file: Path, head_note: str = "") -> Path:
                     x = [p[0] for p in pts]
                     y = smooth(np.array([p[1] for p in pts]), max(1, len(pts) // 50))
                     smoothed.append(dict(zip(x, y.tolist(), strict=True)))
-            _draw(axes[2], smoothed, color, label)
+            _draw(axes[2], smoothed, color, label, marker=mk)
     axes[0].set(title="train loss per epoch", xlabel="epoch", ylabel="loss")
     axes[1].set(
         title=f"accuracy per epoch (train dashed, val solid){head_note}", xlabel="epoch", ylabel="accuracy"

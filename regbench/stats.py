@@ -33,6 +33,9 @@ class Stat:
         std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
         return cls(mean, std, len(vals), vals)
 
+    def __str__(self) -> str:
+        return f"{self.mean:.4g}" + ("" if self.std is None else f"±{self.std:.2g}") + f" (n={self.n})"
+
     def to_dict(self) -> dict[str, float | int | list[float] | None]:
         return {"mean": self.mean, "std": self.std, "n": self.n, "values": list(self.values)}
 

@@ -8,6 +8,8 @@ import io
 import json
 import math
 import statistics
+import sys
+import types
 
 import pytest
 from rundirs import fake_run, metrics_rows, train_runs
@@ -352,3 +354,26 @@ def test_to_pandas_is_optional(runs, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_pandas)
     with pytest.raises(CompareError, match="needs pandas"):
         comp.to_pandas()
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    fake = types.ModuleType("pandas")
+    fake.DataFrame = lambda records: ("frame", records)
+    monkeypatch.setitem(sys.modules, "pandas", fake)
+    kind, records = comp.to_pandas()
+    assert kind == "frame" and records[0]["name"] == "tiny" and records[0]["test_acc_std"] >= 0
+    assert str(comp.rows[0].values["test_acc"]).endswith("(n=3)")
+
+
+def test_rich_table_hides_optional_columns_to_fit_and_escapes_labels(runs, tmp_path):
+    from rich.console import Console
+
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(compare([runs], baseline="tiny").to_rich(100))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert (
+        "hidden to fit 100 columns: w_mean" in " ".join(text.split()) and "0." in text and "baseline" in text
+    )
+    root = tmp_path / "runs"
+    for i, lr in enumerate((0.01, 0.01, 0.1, 0.1)):
+        fake_run(root / f"r{i}", seed=i, optimizer__lr=lr, summary={"test_acc": 0.5 + i / 10})
+    assert "tiny [optimizer.lr=0.01]" in compare([root]).render("table")  # not eaten as Rich markup

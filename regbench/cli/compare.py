@@ -107,9 +107,11 @@ def compare(
         from rich.console import Console
 
         console = Console()
-        if not console.is_terminal:
-            console.width = 240  # piped: do not squeeze the columns to 80 characters
-        console.print(comp.to_rich())
+        if console.is_terminal:
+            console.print(comp.to_rich(console.width))  # hides optional columns that do not fit
+        else:
+            console.width = 1000  # piped or redirected: every column, nothing squeezed
+            console.print(comp.to_rich())
     else:
         typer.echo(comp.render(fmt.value), nl=False)
     if plot:
