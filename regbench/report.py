@@ -135,7 +135,7 @@ def to_html(blocks: Sequence[Block], folder: Path, title: str) -> str:
         if isinstance(b, Heading):
             out.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
         elif isinstance(b, Para):
-            out.append(f"<p>{e(b.text)}</p>")
+            out.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", e(b.text)) + "</p>")
         elif isinstance(b, Bullets):
             out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, TableBlock):
