@@ -611,20 +611,9 @@ def show_samples(net: Net, data: Batches, info: DataInfo, cfg: Config, lang: str
 
 def save_param_hist(net: Net, file: Path) -> None:
     """The book's show_param_dist figure: 100-bin density histogram of weights and kernels, mu and sigma on it."""
-    import matplotlib
+    from .plots import param_hist
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    values = torch.cat([w.detach().reshape(-1).float().cpu() for w in weights_and_kernels(net)]).numpy()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(values, 100, density=True, facecolor="g", alpha=0.75)
-    ax.axis([-0.2, 0.2, 0, 20.0])
-    ax.text(0.08, 15.0, f"mu={values.mean():5.3f}")
-    ax.text(0.08, 13.0, f"sigma={values.std():5.3f}")
-    ax.grid(True)
-    fig.savefig(file, dpi=80)
-    plt.close(fig)
+    param_hist(torch.cat([w.detach().reshape(-1).double().cpu() for w in weights_and_kernels(net)]).numpy(), file)
 
 
 class Progress:

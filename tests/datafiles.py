@@ -124,9 +124,7 @@ def in_layout(x: np.ndarray, layout: str) -> np.ndarray:
     return {"NHWC": x, "NCHW": x.transpose(0, 3, 1, 2), "NHW": x[..., 0]}[layout]
 
 
-def write_npz(
-    path: Path, n: int = 60, n_classes: int = 3, layout: str = "NHWC", test: int = 0, **extra
-) -> Path:
+def write_npz(path: Path, n: int = 60, n_classes: int = 3, layout: str = "NHWC", test: int = 0, **extra) -> Path:
     """x (uint8 images in `layout`), y, any `extra` arrays, and `test` samples as x_test/y_test."""
     y = labels_for(n, n_classes)
     arrays = {"x": in_layout(class_images(y, 8, 8, 3, 5), layout), "y": y, **extra}

@@ -99,15 +99,10 @@ def test_office31_has_two_heads_reported_in_the_books_form(tmp_path):
     assert run.summary["heads"][1]["classes"] == ["bike", "mug", "pen"]
     out = res.output.splitlines()
     assert any(
-        re.fullmatch(
-            r"    Epoch 1: cost=\d+\.\d{3}, accuracy=\d\.\d{3}\+\d\.\d{3}/\d\.\d{3}\+\d\.\d{3} .*", ln
-        )
+        re.fullmatch(r"    Epoch 1: cost=\d+\.\d{3}, accuracy=\d\.\d{3}\+\d\.\d{3}/\d\.\d{3}\+\d\.\d{3} .*", ln)
         for ln in out
     )
-    assert any(
-        re.fullmatch(r"Model run test report: accuracy = \d\.\d{3}\+\d\.\d{3}, \(\d+ secs\)", ln)
-        for ln in out
-    )
+    assert any(re.fullmatch(r"Model run test report: accuracy = \d\.\d{3}\+\d\.\d{3}, \(\d+ secs\)", ln) for ln in out)
     assert "[ 도메인 추정결과 ]" in out and "[ 상품 추정결과 ]" in out
     assert isinstance(run.summary["test_acc"], list) and len(run.summary["test_acc"]) == 2
     assert len(run.metrics[0]["train_acc"]) == 2 and len(run.metrics[0]["val_acc"]) == 2
@@ -130,9 +125,7 @@ def test_official_split_sizes_and_limit(tmp_path):
     assert official.size("test") == 20 and official.size("train") + official.size("val") == 60
     pooled = load_data(regbench.load_config({"data": base}).data)  # the book's ratios over all 80
     assert (pooled.size("train"), pooled.size("val"), pooled.size("test")) == (60, 4, 16)
-    limited = load_data(
-        regbench.load_config({"data": {**base, "split": "official", "limit": {"test": 10}}}).data
-    )
+    limited = load_data(regbench.load_config({"data": {**base, "split": "official", "limit": {"test": 10}}}).data)
     assert limited.size("test") == 10 and sorted(limited.y["test"][:, 0].tolist()) == list(range(10))
     df.write_cifar10(tmp_path, per_batch=10, n_test=20)
     cifar = load_data(
@@ -144,17 +137,13 @@ def test_official_split_sizes_and_limit(tmp_path):
 def test_pixels_arrive_as_stored_and_normalized_by_default(tmp_path):
     df.write_mnist(tmp_path)
     raw = df.class_images(df.labels_for(60, 10), 28, 28, 1, 1)  # the official training part
-    ds = load_data(
-        regbench.load_config({"data": {"name": "mnist", "root": str(tmp_path), "split": "official"}}).data
-    )
+    ds = load_data(regbench.load_config({"data": {"name": "mnist", "root": str(tmp_path), "split": "official"}}).data)
     assert ds.x["train"].dtype == torch.float32 and float(ds.x["train"].max()) <= 1.0  # unit: ÷255
     seen = torch.cat([ds.x["train"], ds.x["val"]]).double().sum() * 255
     assert float(seen) == pytest.approx(float(raw.sum()), rel=1e-5)
     df.write_image_tree(tmp_path / "flower_photos", FLOWERS, per_class=4)
     fl = load_data(regbench.load_config({"data": {"name": "flowers", "root": str(tmp_path)}}).data)
-    assert (
-        fl.x["train"].shape[1:] == (3, 96, 96) and float(fl.x["train"].max()) > 100
-    )  # raw 0–255, as the book
+    assert fl.x["train"].shape[1:] == (3, 96, 96) and float(fl.x["train"].max()) > 100  # raw 0–255, as the book
 
 
 def test_channels_and_resolution(tmp_path):
@@ -167,9 +156,7 @@ def test_channels_and_resolution(tmp_path):
     )
     assert mnist.x["train"].shape[1:] == (3, 16, 12)
     assert torch.equal(mnist.x["train"][:, 0], mnist.x["train"][:, 2])
-    cifar = load_data(
-        regbench.load_config({"data": {"name": "cifar10", "root": str(tmp_path), "channels": 1}}).data
-    )
+    cifar = load_data(regbench.load_config({"data": {"name": "cifar10", "root": str(tmp_path), "channels": 1}}).data)
     assert cifar.x["train"].shape[1:] == (1, 32, 32)
 
 
@@ -189,9 +176,7 @@ def test_npz_errors_are_one_line(tmp_path):
     floats = tmp_path / "f.npz"
     np.savez(floats, x=np.random.rand(30, 8, 8).astype(np.float32), y=np.arange(30) % 3)
     with pytest.raises(ConfigError, match=r"data.normalize: unit needs pixels with a known maximum"):
-        load_data(
-            regbench.load_config({"data": {"name": "npz", "path": str(floats), "normalize": "unit"}}).data
-        )
+        load_data(regbench.load_config({"data": {"name": "npz", "path": str(floats), "normalize": "unit"}}).data)
     no_y = tmp_path / "n.npz"
     np.savez(no_y, x=np.zeros((10, 8, 8), np.uint8))
     with pytest.raises(DataError, match=r"has no array 'y' \(it has x\)"):
@@ -284,9 +269,7 @@ def test_torchvision_download_error_reaches_the_user(monkeypatch, tmp_path):
 
 
 def test_keys_a_set_does_not_read_are_errors(tmp_path):
-    with pytest.raises(
-        ConfigError, match=r"data.path: 'path' is not used by data set 'mnist' \(only by: npz\)"
-    ):
+    with pytest.raises(ConfigError, match=r"data.path: 'path' is not used by data set 'mnist' \(only by: npz\)"):
         regbench.load_config({"data": {"name": "mnist", "path": "x.npz"}})
     with pytest.raises(ConfigError, match=r"data.split: data set 'flowers' has no official test split"):
         regbench.load_config({"data": {"name": "flowers", "split": "official"}})

@@ -125,11 +125,7 @@ def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fetch, "download", offline)
     res = runner.invoke(app, ["data", "fetch", "flowers", "--root", str(tmp_path)])
-    assert (
-        res.exit_code == 2
-        and "download of https://" in res.output
-        and "Name or service not known" in res.output
-    )
+    assert res.exit_code == 2 and "download of https://" in res.output and "Name or service not known" in res.output
     assert list(tmp_path.iterdir()) == []
 
 

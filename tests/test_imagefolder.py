@@ -19,9 +19,7 @@ CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
 
 def flowers_cfg(root, **data):
-    return regbench.load_config(
-        {"data": {"name": "flowers", "root": str(root), "resolution": [12, 10], **data}}
-    ).data
+    return regbench.load_config({"data": {"name": "flowers", "root": str(root), "resolution": [12, 10], **data}}).data
 
 
 def test_decoding_matches_the_books_pil_resize(tmp_path):

@@ -99,9 +99,7 @@ def test_neutral_settings_change_nothing():
 
 def test_erase_blanks_one_rectangle_within_the_area_bounds():
     x = torch.ones(50, 1, 20, 20)
-    out = make_augment([{"erase": {"p": 1.0, "scale": [0.1, 0.2]}}], (1, 20, 20))(
-        x, torch.Generator().manual_seed(3)
-    )
+    out = make_augment([{"erase": {"p": 1.0, "scale": [0.1, 0.2]}}], (1, 20, 20))(x, torch.Generator().manual_seed(3))
     blank = (out == 0).flatten(1).sum(1).float() / 400
     assert (blank > 0.05).all() and (blank < 0.3).all()
 

@@ -338,7 +338,14 @@ def config_docs():
     parts["data"] = st.fixed_dictionaries(
         {"name": st.sampled_from(["synthetic", "digits", "mnist?"])}, optional={k: value for k in SECTIONS["data"][1:]}
     )
-    return st.fixed_dictionaries({}, optional={**parts, "name": st.one_of(st.just("ok"), st.just("ok"), st.just("ok"), value), "seed": st.integers(-1, 2**64)})
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            **parts,
+            "name": st.one_of(st.just("ok"), st.just("ok"), st.just("ok"), value),
+            "seed": st.integers(-1, 2**64),
+        },
+    )
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

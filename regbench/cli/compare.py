@@ -1,0 +1,110 @@
+"""`regbench compare RUN_OR_DIR...`: a side-by-side table of run directories, seed groups, a baseline verdict."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import compare as lib
+from .common import guarded
+
+app = typer.Typer()
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    markdown = "markdown"
+    json = "json"
+
+
+Paths = Annotated[
+    list[Path],
+    typer.Argument(help="Run directories, or folders searched for them (e.g. runs/* or runs).", show_default=False),
+]
+WhereOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where",
+        "-w",
+        metavar="EXPR",
+        help="Keep runs where KEY OP VALUE holds (OP: == != > >= < <=), e.g. 'regularizer.l2_decay>0' "
+        "or 'data.name==digits and test_acc>=0.9'; repeatable.",
+    ),
+]
+SortOption = Annotated[
+    str | None,
+    typer.Option("--sort", metavar="COLUMN", help="Sort rows by a column (--sort=-COLUMN or --desc: descending)."),
+]
+DescOption = Annotated[bool, typer.Option("--desc", help="Sort descending.")]
+ColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        "-c",
+        metavar="A,B,C",
+        help=f"Columns to show: {', '.join(lib.COLUMNS)}, or any config key or summary field "
+        "(e.g. optimizer.lr, seed, test_loss).",
+    ),
+]
+BaselineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--baseline",
+        "-b",
+        metavar="RUN_OR_GROUP",
+        help="A row label, run directory (path or name) or config name: adds Δ, Welch's p and a verdict per row.",
+    ),
+]
+MetricOption = Annotated[str, typer.Option("--metric", help="Column the baseline verdict tests (first head).")]
+
+
+@app.command()
+def compare(
+    paths: Paths,
+    where: WhereOption = None,
+    sort: SortOption = None,
+    desc: DescOption = False,
+    columns: ColumnsOption = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    baseline: BaselineOption = None,
+    metric: MetricOption = "test_acc",
+    no_group: Annotated[
+        bool, typer.Option("--no-group", help="One row per run, even for runs that differ only by seed.")
+    ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", metavar="FILE.png", help="Also save learning curves per row (mean ± std bands)."),
+    ] = None,
+) -> None:
+    """Compare run directories side by side; runs that differ only by seed form one row (mean ± std)."""
+    comp = guarded(
+        lib.compare,
+        paths,
+        where=where or [],
+        sort=sort,
+        desc=desc,
+        columns=columns,
+        baseline=baseline,
+        metric=metric,
+        group=not no_group,
+        plot=plot,
+    )
+    for warning in comp.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if fmt is Format.table:
+        from rich.console import Console
+
+        console = Console()
+        if console.is_terminal:
+            console.print(comp.to_rich(console.width))  # hides optional columns that do not fit
+        else:
+            console.width = 1000  # piped or redirected: every column, nothing squeezed
+            console.print(comp.to_rich())
+    else:
+        typer.echo(comp.render(fmt.value), nl=False)
+    if plot:
+        typer.echo(f"Plot saved in {plot}", err=True)
