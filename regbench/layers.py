@@ -23,6 +23,15 @@ from .config import Activation, InitConfig
 from .errors import ConfigError
 from .registry import Registry
 from .schema import describe, parse, require, to_plain
+from .stacked import (
+    StackedBatchNormal,
+    StackedConv2d,
+    StackedDropout,
+    StackedFlatten,
+    StackedLinear,
+    StackedNoise,
+    StackedParallel,
+)
 
 Shape = tuple[int, ...]
 
@@ -36,6 +45,11 @@ class BuildContext:
     activation: str = "relu"  # model.activation, the default actfunc
     members: int = 1  # K same-shaped models side by side
     path: str = "model.layers"  # key path of the layer being built, for errors in nested blocks
+    variants: tuple[Any, ...] | None = None  # stacked: the K members' arguments of the layer being built
+
+    def each(self, name: str) -> list[Any]:
+        """A parameter's value for every member (stacked mode)."""
+        return [getattr(v, name) for v in self.variants or ()]
 
 
 @dataclass(frozen=True)
@@ -85,9 +99,23 @@ def activation(name: str | None, ctx: BuildContext) -> list[nn.Module]:
     }[name]
 
 
-def one_member(ctx: BuildContext, what: str) -> None:
-    if ctx.members != 1:
-        raise LayerError(f"{what}: side-by-side (stacked) models are not supported yet")
+# the single-model module, or its K-member version (regbench.stacked) when ctx.members > 1
+def linear_layer(n_in: int, n_out: int, bias: bool, ctx: BuildContext) -> nn.Module:
+    return StackedLinear(ctx.members, n_in, n_out, bias) if ctx.members > 1 else nn.Linear(n_in, n_out, bias=bias)
+
+
+def conv_layer(
+    c_in: int, c_out: int, kernel: tuple[int, int], stride, padding, bias: bool, ctx: BuildContext
+) -> nn.Module:
+    if ctx.members > 1:
+        return StackedConv2d(ctx.members, c_in, c_out, kernel, stride, padding, bias)
+    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=bias)
+
+
+def flatten_layer(shape: Shape, ctx: BuildContext) -> list[nn.Module]:
+    if len(shape) == 1:
+        return []
+    return [StackedFlatten(ctx.members)] if ctx.members > 1 else [nn.Flatten()]
 
 
 def flat_size(shape: Shape) -> int:
@@ -225,10 +253,9 @@ class FullArgs:
 @layer("full", FullArgs)
 def full(a: FullArgs, shape: Shape, ctx: BuildContext):
     """Fully connected layer (a bare int in the list); flattens image input first."""
-    one_member(ctx, "full")
-    flat = [nn.Flatten()] if len(shape) > 1 else []
-    linear = weight_layer(nn.Linear(flat_size(shape), a.width, bias=a.bias), a.init)
-    return [*flat, linear, *inline_bn(a.batch_normal, a.width, ctx), *activation(a.actfunc, ctx)], (a.width,)
+    linear = weight_layer(linear_layer(flat_size(shape), a.width, a.bias, ctx), a.init)
+    bn = inline_bn(a.batch_normal, a.width, ctx)
+    return [*flatten_layer(shape, ctx), linear, *bn, *activation(a.actfunc, ctx)], (a.width,)
 
 
 @dataclass(frozen=True)
@@ -259,7 +286,6 @@ def same_padding(size: int, k: int, s: int) -> tuple[int, int]:
 @layer("conv", ConvArgs)
 def conv(a: ConvArgs, shape: Shape, ctx: BuildContext):
     """Convolution, 'same' padding by default (book: kernel [kh, kw, in, chn], zero bias)."""
-    one_member(ctx, "conv")
     if len(shape) != 3:
         raise LayerError(f"needs image input (C×H×W), got a vector of {shape[0]}")
     c, h, w = shape
@@ -277,7 +303,7 @@ def conv(a: ConvArgs, shape: Shape, ctx: BuildContext):
     else:
         mods.append(nn.ZeroPad2d((left, right, top, bottom)))
         padding = 0
-    mods.append(weight_layer(nn.Conv2d(c, a.chn, (kh, kw), stride=(sh, sw), padding=padding, bias=a.bias), a.init))
+    mods.append(weight_layer(conv_layer(c, a.chn, (kh, kw), (sh, sw), padding, a.bias, ctx), a.init))
     return [*mods, *inline_bn(a.batch_normal, a.chn, ctx), *activation(a.actfunc, ctx)], (a.chn, oh, ow)
 
 
@@ -326,7 +352,8 @@ class DropoutArgs:
 @layer("dropout", DropoutArgs)
 def dropout(a: DropoutArgs, shape: Shape, ctx: BuildContext):
     """Dropout: keeps a value with probability keep_prob, scaled by 1/keep_prob; identity in evaluation."""
-    one_member(ctx, "dropout")
+    if ctx.members > 1:
+        return [StackedDropout(ctx.each("keep_prob"))], shape
     return [Dropout(a.keep_prob)], shape
 
 
@@ -348,14 +375,16 @@ class NoiseArgs:
 @layer("noise", NoiseArgs)
 def noise(a: NoiseArgs, shape: Shape, ctx: BuildContext):
     """Noise injection in training (normal or uniform); identity in evaluation."""
-    one_member(ctx, "noise")
+    if ctx.members > 1:
+        return [StackedNoise(a.type, a.mean, ctx.each("std"), a.low, a.high, a.ratio)], shape
     return [Noise(a.type, a.mean, a.std, a.low, a.high, a.ratio)], shape
 
 
 @layer("batch_normal", BatchNormalArgs)
 def batch_normal(a: BatchNormalArgs, shape: Shape, ctx: BuildContext):
     """Batch normalization per channel (images) or feature (vectors); running averages in evaluation."""
-    one_member(ctx, "batch_normal")
+    if ctx.members > 1:
+        return [StackedBatchNormal(ctx.members, shape[0], a.epsilon, a.exp_ratio, a.rescale)], shape
     return [BatchNormal(shape[0], a.epsilon, a.exp_ratio, a.rescale)], shape
 
 
@@ -378,7 +407,7 @@ class NoArgs:
 @layer("flatten", NoArgs)
 def flatten(a: NoArgs, shape: Shape, ctx: BuildContext):
     """An explicit flatten (it is implicit before a full layer)."""
-    return ([nn.Flatten()] if len(shape) > 1 else []), (flat_size(shape),)
+    return flatten_layer(shape, ctx), (flat_size(shape),)
 
 
 # ----------------------------------------------------------------------------------------------- blocks
@@ -418,7 +447,7 @@ def serial(a: SerialArgs, shape: Shape, ctx: BuildContext):
     """A layer list, repeated `repeat` times."""
     mods: list[nn.Module] = []
     for _ in range(a.repeat):
-        body, shape = build_list(parse_layers(a.layers, ctx.path + ".layers"), shape, ctx, ctx.path + ".layers")
+        body, shape = build_nested(a, lambda v: v.layers, shape, ctx, ctx.path + ".layers")
         mods += body
     return mods, shape
 
@@ -431,20 +460,20 @@ class ResidualArgs:
 @layer("residual", ResidualArgs)
 def residual(a: ResidualArgs, shape: Shape, ctx: BuildContext):
     """Adds the block's input to its output, with a 1×1 projection when the shapes differ."""
-    body, out = build_list(parse_layers(a.layers, ctx.path + ".layers"), shape, ctx, ctx.path + ".layers")
+    body, out = build_nested(a, lambda v: v.layers, shape, ctx, ctx.path + ".layers")
     proj: nn.Module | None = None
     if out != shape:
         if len(out) != len(shape):
             raise LayerError(f"the block turns {shape} into {out}; a residual needs both images or both vectors")
         if len(shape) == 1:
-            proj = weight_layer(nn.Linear(shape[0], out[0], bias=False), None)
+            proj = weight_layer(linear_layer(shape[0], out[0], False, ctx), None)
         else:
             sh, sw = shape[1] // out[1], shape[2] // out[2]
             if sh * out[1] != shape[1] or sw * out[2] != shape[2]:
                 raise LayerError(
                     f"the block's output {out[1]}×{out[2]} does not divide its input {shape[1]}×{shape[2]}"
                 )
-            proj = weight_layer(nn.Conv2d(shape[0], out[0], 1, stride=(sh, sw), bias=False), None)
+            proj = weight_layer(conv_layer(shape[0], out[0], (1, 1), (sh, sw), 0, False, ctx), None)
     return [Residual(nn.Sequential(*body), proj)], out
 
 
@@ -457,14 +486,20 @@ class ParallelArgs:
 def parallel(a: ParallelArgs, shape: Shape, ctx: BuildContext):
     """Branches on the same input, outputs concatenated along channels (features for vectors)."""
     branches, outs = [], []
-    for i, raw in enumerate(a.branches):
-        path = f"{ctx.path}.branches[{i}]"
-        body, out = build_list(parse_layers(raw, path), shape, ctx, path)
+    for i in range(len(a.branches)):
+        body, out = build_nested(a, lambda v, i=i: v.branches[i], shape, ctx, f"{ctx.path}.branches[{i}]")
         branches.append(nn.Sequential(*body))
         outs.append(out)
     if len({o[1:] for o in outs}) > 1 or len({len(o) for o in outs}) > 1:
         raise LayerError(f"branch outputs {' | '.join('×'.join(map(str, o)) for o in outs)} differ beyond channels")
-    return [Parallel(branches)], (sum(o[0] for o in outs), *outs[0][1:])
+    module = StackedParallel(ctx.members, branches) if ctx.members > 1 else Parallel(branches)
+    return [module], (sum(o[0] for o in outs), *outs[0][1:])
+
+
+def build_nested(a: Any, get: Callable[[Any], list[Any]], shape: Shape, ctx: BuildContext, path: str):
+    """Build a block's nested layer list (`get` picks it from the block's arguments), per member if stacked."""
+    variants = [parse_layers(get(v), path) for v in ctx.variants] if ctx.variants else None
+    return build_list(parse_layers(get(a), path), shape, ctx, path, variants)
 
 
 BLOCK_LISTS = {"serial": "layers", "residual": "layers"}  # block types holding one nested layer list
@@ -543,22 +578,29 @@ class Built:
     shape: Shape
 
 
-def build_list(specs: list[LayerSpec], shape: Shape, ctx: BuildContext, path: str) -> tuple[list[nn.Module], Shape]:
+def build_list(
+    specs: list[LayerSpec], shape: Shape, ctx: BuildContext, path: str, variants: list[list[LayerSpec]] | None = None
+) -> tuple[list[nn.Module], Shape]:
     """Build a layer list in order, each layer's input shape being the previous one's output.
 
-    Returns one nn.Sequential per entry and the final shape; a layer that does not fit raises ConfigError
-    naming `path[i]`.
+    `variants` holds every member's own list when building K stacked members (they differ only in values
+    such as keep_prob). Returns one nn.Sequential per entry and the final shape; a layer that does not
+    fit raises ConfigError naming `path[i]`.
     """
     out = []
     for i, spec in enumerate(specs):
-        mods, shape = build_one(spec, shape, ctx, f"{path}[{i}]")
+        member_specs = [v[i] for v in variants] if variants else None
+        mods, shape = build_one(spec, shape, ctx, f"{path}[{i}]", member_specs)
         out.append(nn.Sequential(*mods))
     return out, shape
 
 
-def build_one(spec: LayerSpec, shape: Shape, ctx: BuildContext, path: str) -> tuple[list[nn.Module], Shape]:
+def build_one(
+    spec: LayerSpec, shape: Shape, ctx: BuildContext, path: str, variants: list[LayerSpec] | None = None
+) -> tuple[list[nn.Module], Shape]:
+    own = dataclasses.replace(ctx, path=path, variants=tuple(v.args for v in variants) if variants else None)
     try:
-        return LAYERS[spec.type].build(spec.args, shape, dataclasses.replace(ctx, path=path))
+        return LAYERS[spec.type].build(spec.args, shape, own)
     except LayerError as e:
         raise ConfigError(f"{spec.type}: {e}", path=path) from None
 

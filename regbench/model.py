@@ -10,7 +10,8 @@ from torch import nn
 
 from .config import InitConfig, ModelConfig
 from .errors import ConfigError
-from .layers import BuildContext, Shape, build_one, describe_spec, flat_size, parse_layers
+from .layers import BuildContext, Shape, build_one, describe_spec, flat_size, flatten_layer, linear_layer, parse_layers
+from .stacked import StackedConv2d, StackedLinear
 
 MAX_PARAMS = 2_000_000_000  # a model this large would not fit a student's machine; refuse before allocating
 
@@ -41,6 +42,12 @@ class Net(nn.Module):
             if hasattr(m, "generator"):
                 m.generator = generator
 
+    def set_generators(self, generators: list[torch.Generator]) -> None:
+        """Stacked: member k's dropout and noise draws come from `generators[k]`."""
+        for m in self.modules():
+            if hasattr(m, "generators"):
+                m.generators = list(generators)
+
 
 @dataclass(frozen=True)
 class Row:
@@ -54,7 +61,11 @@ class Row:
 
 
 def is_weight_layer(m: nn.Module) -> bool:
-    return isinstance(m, (nn.Linear, nn.Conv2d))
+    return isinstance(m, (nn.Linear, nn.Conv2d, StackedLinear, StackedConv2d))
+
+
+def is_stacked(m: nn.Module) -> bool:
+    return isinstance(m, (StackedLinear, StackedConv2d))
 
 
 def count(mods: list[nn.Module]) -> tuple[int, int]:
@@ -63,32 +74,35 @@ def count(mods: list[nn.Module]) -> tuple[int, int]:
     return weights, total - weights
 
 
-def build_model(cfg: ModelConfig, input_shape: Shape, heads: list[int], members: int = 1) -> tuple[Net, list[Row]]:
+def build_model(
+    cfg: ModelConfig, input_shape: Shape, heads: list[int], members: list[ModelConfig] | None = None
+) -> tuple[Net, list[Row]]:
     """Build the layer list for `input_shape` (C, H, W) or (F,) with one output unit per class of each head.
 
-    Parameters are left uninitialized-by-book (torch defaults); call `init_weights` next. Raises ConfigError
-    naming the layer (`model.layers[i]`) when a layer does not fit its input.
+    With `members` (K model configs that differ only in per-member values such as dropout keep_prob),
+    builds the K-member stacked model (regbench.stacked). Parameters keep torch's default values; call
+    `init_weights` next. Raises ConfigError naming the layer (`model.layers[i]`) when one does not fit.
     """
     specs = parse_layers(cfg.layers)
-    ctx = BuildContext(activation=cfg.activation, members=members)
+    variants = [parse_layers(m.layers) for m in members] if members else None
+    ctx = BuildContext(activation=cfg.activation, members=len(members) if members else 1)
     # shapes and sizes first, on the meta device, so an absurd width fails here and not in the allocator
     with torch.device("meta"):
-        _build(specs, input_shape, heads, ctx)
-    return _build(specs, input_shape, heads, ctx)
+        _build(specs, input_shape, heads, ctx, variants)
+    return _build(specs, input_shape, heads, ctx, variants)
 
 
-def _build(specs, input_shape: Shape, heads: list[int], ctx: BuildContext) -> tuple[Net, list[Row]]:
+def _build(specs, input_shape: Shape, heads: list[int], ctx: BuildContext, variants) -> tuple[Net, list[Row]]:
     shape, body, rows, total = tuple(input_shape), [], [], 0
     rows.append(Row("", "input", shape, 0, 0))
     for i, spec in enumerate(specs):
-        mods, shape = build_one(spec, shape, ctx, f"model.layers[{i}]")
+        mods, shape = build_one(spec, shape, ctx, f"model.layers[{i}]", [v[i] for v in variants] if variants else None)
         weights, other = count(mods)
         total += weights + other
         rows.append(Row(str(i), describe_spec(spec), shape, weights, other))
         body.append(nn.Sequential(*mods))
     n_out = sum(heads)
-    flat = [nn.Flatten()] if len(shape) > 1 else []
-    out = nn.Sequential(*flat, nn.Linear(flat_size(shape), n_out))
+    out = nn.Sequential(*flatten_layer(shape, ctx), linear_layer(flat_size(shape), n_out, True, ctx))
     weights, other = count([out])
     total += weights + other
     head_text = f" heads {'+'.join(map(str, heads))}" if len(heads) > 1 else ""
@@ -148,17 +162,21 @@ ALIASES = {
 }
 
 
-def init_weights(net: Net, cfg: InitConfig, seed: int) -> None:
+def init_weights(net: Net, cfg: InitConfig, seed: int | list[int]) -> None:
     """Book init: weights and kernels from the layer's `init` or `cfg` (default normal std 0.03), biases
-    constant (`bias`, default 0), in layer order from one generator seeded with `seed`."""
-    g = torch.Generator().manual_seed(seed)
+    constant (`bias`, default 0), in layer order from one generator seeded with `seed`. A stacked model
+    takes one seed per member, and member k gets exactly the values a single model with seed k would."""
+    seeds = seed if isinstance(seed, list) else [seed]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
     for m in net.modules():
-        if is_weight_layer(m):
-            own = getattr(m, "init_cfg", None) or cfg
-            init_tensor(m.weight, own, g)
-            if m.bias is not None:
-                with torch.no_grad():
-                    m.bias.fill_(own.bias)
+        if not is_weight_layer(m):
+            continue
+        own = getattr(m, "init_cfg", None) or cfg
+        for k, g in enumerate(gens):
+            init_tensor(m.weight[k] if is_stacked(m) else m.weight, own, g)
+        if m.bias is not None:
+            with torch.no_grad():
+                m.bias.fill_(own.bias)
 
 
 # ----------------------------------------------------------------------------------------------- statistics
@@ -170,10 +188,14 @@ def weights_and_kernels(net: nn.Module) -> list[torch.Tensor]:
 NEAR_ZERO = 1e-5  # book: -1e-5 <= x <= 1e-5 counts as near 0
 
 
-def param_stats(net: nn.Module) -> dict[str, float | int]:
-    """Count, near-zero count, mean and (population) std of the weights and kernels, as the book prints them."""
+def param_stats(net: nn.Module, member: int | None = None) -> dict[str, float | int]:
+    """Count, near-zero count, mean and (population) std of the weights and kernels, as the book prints them
+    (of stacked member `member`, for a stacked model)."""
     with torch.no_grad():
-        flat = torch.cat([w.detach().reshape(-1).double().cpu() for w in weights_and_kernels(net)])
+        ws = weights_and_kernels(net)
+        if member is not None:
+            ws = [w[member] for w in ws]
+        flat = torch.cat([w.detach().reshape(-1).double().cpu() for w in ws])
     n = flat.numel()
     near = int((flat.abs() <= NEAR_ZERO).sum())
     return {

@@ -187,9 +187,12 @@ def prepare(cfg: Config) -> Setup:
     return setup
 
 
-def train(cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: bool = False) -> Run:
+def train(
+    cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: bool = False, stack: int | None = None
+) -> Run:
     """Train the configured model, print the book's report, and write a run directory under `out`.
 
+    Ensemble members train side by side (regbench.group) unless `stack` is 1, at most `stack` at a time.
     Returns the finished run as read back from disk. Raises RegbenchError subclasses for bad input
     (before anything is written), DivergedError for a NaN/inf loss (the run is kept, status diverged),
     and lets KeyboardInterrupt through after marking the run interrupted.
@@ -198,7 +201,7 @@ def train(cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: boo
     path = create_run_dir(out, cfg.name)
     say = fmt.Printer(quiet)
     if cfg.train.ensemble > 1:
-        train_ensemble(cfg, setup, path, say, lang)
+        train_ensemble(cfg, setup, path, say, lang, stack)
     else:
         fit(cfg, setup, path, say, lang)
     return load_run(path)
@@ -209,6 +212,156 @@ class Fitted:
     net: Net
     summary: dict[str, Any]
     test_probs: list[torch.Tensor] | None  # per head, (N_test, classes)
+
+
+class Member:
+    """One run's bookkeeping: run directory, summary, log, best weights, early stopping and checkpoints.
+
+    A single run has one; K models trained side by side (regbench.group) have one each, so every member
+    writes an ordinary run directory.
+    """
+
+    def __init__(self, cfg: Config, setup: Setup, path: Path, say: fmt.Printer, epochs: int, ckpt: dict | None = None):
+        tc = cfg.train
+        self.cfg, self.path, self.say = cfg, path, say
+        self.writer = RunWriter(path)
+        self.stopper = EarlyStopper(tc.early_stop) if tc.early_stop else None
+        self.keep_best = self.stopper is not None or tc.test_on == "best"
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.row: dict[str, Any] = {}
+        self.active = True  # False once it diverged or stopped early (stacked members are then frozen)
+        if ckpt is None:
+            self.writer.write_config(cfg.to_dict())
+            self.writer.restore([], 0)  # a run restarted from scratch keeps nothing from a killed first epoch
+            n = {s: setup.splits[s].n for s in ("train", "val", "test")}
+            self.summary: dict[str, Any] = {
+                "name": cfg.name,
+                "status": "running",
+                "seed": cfg.seed,
+                "device": str(setup.device),
+                "started_at": now_iso(),
+                "epochs": epochs,
+                "epochs_done": 0,
+                "steps_done": 0,
+                "data": {"name": cfg.data.name, **n},
+                "input_shape": list(setup.info.input_shape),
+                "heads": [{"name": h.name, "classes": h.classes} for h in setup.info.heads],
+                "versions": versions(),
+            }
+            self.first_epoch, t_offset = 1, 0.0
+        else:  # continue after the checkpoint's epoch, with every state as it was then
+            self.summary = {**ckpt["summary"], "status": "running"}
+            self.summary.setdefault("resumed", []).append({"after_epoch": ckpt["epoch"], "at": now_iso()})
+            self.writer.restore(ckpt["metrics"], ckpt["summary"]["steps_done"])
+            say.lines[:0] = ckpt["log"]
+            if self.stopper:
+                self.stopper.bad = ckpt["stopper_bad"]
+            if self.keep_best and (path / "best.pt").is_file():
+                self.best_state = torch.load(path / "best.pt", map_location=setup.device, weights_only=True)
+            self.first_epoch, t_offset = ckpt["epoch"] + 1, ckpt["summary"].get("train_s", 0.0)
+        self.writer.write_summary(self.summary)
+        self.t0 = self.t_report = time.perf_counter() - t_offset
+
+    def diverged_message(self, epoch: int, start: int, losses: torch.Tensor) -> str:
+        bad = int((~torch.isfinite(losses)).nonzero()[0, 0])
+        return (
+            f"{self.cfg.name}: loss became {losses[bad].item()} in epoch {epoch}, step {bad + 1}"
+            f" (step {start + bad} of the run); the run is marked diverged, its last good checkpoint kept"
+        )
+
+    def end_epoch(self, epoch: int, start: int, losses: torch.Tensor, stats: dict[str, Any], state) -> bool:
+        """Log one finished epoch (metrics, steps, summary, report line), keep the best weights (`state()`
+        gives them) and apply early stopping; True when the member stops here."""
+        tc, summary = self.cfg.train, self.summary
+        n_steps = len(losses)
+        cost, train_acc, val_loss, val_acc = stats["cost"], stats["train_acc"], stats["val_loss"], stats["val_acc"]
+        row = {"epoch": epoch, "train_loss": cost, "train_acc": one_or_list(train_acc)}
+        row.update(val_loss=val_loss, val_acc=one_or_list(val_acc))
+        if tc.eval_train:
+            row["train_eval_loss"], row["train_eval_acc"] = (
+                stats["train_eval_loss"],
+                one_or_list(stats["train_eval_acc"]),
+            )
+        now = time.perf_counter()
+        row.update(lr=stats["lr"], grad_norm=stats["grad_norm"], grad_norm_first=stats["grad_norm_first"])
+        row.update(
+            epoch_s=now - stats["t_epoch"], total_s=now - self.t0, steps_s=stats["steps_s"], eval_s=stats["eval_s"]
+        )
+        self.row = row
+        self.writer.add_metrics(row)
+        if tc.log_every:
+            logged = [s for s in range(n_steps) if (start + s) % tc.log_every == 0]
+            values = losses[logged].tolist() if logged else []
+            self.writer.add_steps(
+                [{"step": start + s, "epoch": epoch, "loss": v} for s, v in zip(logged, values, strict=True)]
+            )
+        summary.update(epochs_done=epoch, steps_done=start + n_steps, train_loss=cost, train_s=now - self.t0)
+        summary.update(train_acc=row["train_acc"], val_acc=row["val_acc"])
+        if tc.report > 0 and epoch % tc.report == 0:
+            line = fmt.epoch_line(epoch, cost, train_acc, val_acc, int(now - self.t_report), int(now - self.t0))
+            if tc.eval_train:
+                line += f" [train eval {fmt.acc_text(stats['train_eval_acc'])}]"
+            self.say(line)
+            self.t_report = now
+        # best epoch and early stopping, watched on the first head
+        improved = val_acc is not None and track_best(summary, epoch, val_loss, val_acc[0], tc.early_stop)
+        if improved and self.keep_best:
+            self.best_state = state()
+            self.writer.save_model(self.best_state, "best.pt")
+        stop = self.stopper is not None and self.stopper.stop(improved)
+        if stop:
+            summary["stopped_early"] = epoch
+            es = tc.early_stop
+            self.say(f"Early stop after epoch {epoch}: no {es.metric} improvement in {es.patience} epochs")
+        return stop
+
+    def checkpoint(self, epoch: int, model: dict, optimizer: dict, rng: dict) -> None:
+        """Everything needed to continue after `epoch` (what `resume` reads), then the summary."""
+        state = {"epoch": epoch, "model": model, "optimizer": optimizer, "rng": rng, "summary": self.summary}
+        state.update(metrics=self.writer.rows, log=self.say.lines, stopper_bad=self.stopper.bad if self.stopper else 0)
+        self.writer.save_checkpoint(state)
+        self.writer.write_summary(self.summary)
+
+    def finish(self, last: dict, tested: dict, results: dict[str, Any], info: DataInfo, lang: str) -> None:
+        """Save the last weights, print the book's test report, samples and parameter statistics."""
+        cfg, summary, say = self.cfg, self.summary, self.say
+        train_s = time.perf_counter() - self.t0
+        say(fmt.train_ended(cfg.name, int(train_s)))
+        self.writer.save_model(last)
+        if tested is not last:
+            summary["tested"] = f"best (epoch {summary['best_epoch']})"
+        test_loss, test_acc, probs = results["test_loss"], results["test_acc"], results["test_probs"]
+        say(fmt.test_report(cfg.name, test_acc or [float("nan")], results["test_s"]))
+        if cfg.train.show > 0 and probs is not None:
+            show_samples(probs, results["test_y"], info, cfg, lang, say)
+        stats = results["params"]
+        if cfg.train.show_params:
+            say(fmt.near_zero_line(stats["near_zero"], stats["weights"]))
+            say(fmt.param_dist_line(stats["mean"], stats["std"], lang))
+            save_param_hist(results["weights"], self.path / "params_hist.png")
+        final_train = first(self.row.get("train_eval_acc", summary.get("train_acc")))
+        final_val = first(summary.get("val_acc"))
+        gap = None if final_train is None or final_val is None else final_train - final_val
+        summary.update(status="completed", test_acc=one_or_list(test_acc), test_loss=test_loss, train_s=train_s)
+        summary.update(gap=gap, params=stats)
+
+    def close(self, status: str | None = None, error: str | None = None) -> None:
+        """Write the summary and log (always, whatever happened); `status` overrides a failed run's."""
+        if status is not None:
+            self.summary["status"] = status
+        if error is not None:
+            self.summary["error"] = error
+        self.summary["ended_at"] = now_iso()
+        self.writer.write_summary(self.summary)
+        self.writer.write_log(self.say.lines)
+
+
+def make_gens(seed: int, device: torch.device) -> dict[str, torch.Generator]:
+    """The run's own random streams: batch order, dropout/noise draws, augmentation."""
+    return {purpose: torch.Generator(device=device).manual_seed(derive_seed(seed, purpose)) for purpose in GEN_PURPOSES}
+
+
+GEN_PURPOSES = ("order", "layers", "augment")
 
 
 def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt: dict | None = None) -> Fitted:
@@ -225,11 +378,7 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt
     net, _ = build_model(cfg.model, info.input_shape, info.head_sizes)
     init_weights(net, cfg.model.init, derive_seed(cfg.seed, "init"))
     net.to(device, memory_format=torch.channels_last) if setup.channels_last else net.to(device)
-    gens = {
-        "order": torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "order")),  # batch order
-        "layers": torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "layers")),  # dropout, noise
-        "augment": torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "augment")),  # data.augment
-    }
+    gens = make_gens(cfg.seed, device)
     net.set_generator(gens["layers"])
     augment = make_augment(cfg.data.augment, info.input_shape)  # None without data.augment
     params = [p for p in net.parameters() if p.requires_grad]
@@ -240,52 +389,18 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt
     steps = train_set.n // bs if tc.drop_last else math.ceil(train_set.n / bs)
     total_steps = tc.iterations or steps * tc.epochs
     epochs = math.ceil(total_steps / steps)
-    stopper = EarlyStopper(tc.early_stop) if tc.early_stop else None
-    keep_best = stopper is not None or tc.test_on == "best"
-    best_state = None
-
-    # -------------------------------------------------------------------------------- run directory
-    writer = RunWriter(path)
-    if ckpt is None:
-        writer.write_config(cfg.to_dict())
-        writer.restore([], 0)  # a run restarted from scratch keeps nothing from a killed first epoch
-        summary: dict[str, Any] = {
-            "name": cfg.name,
-            "status": "running",
-            "seed": cfg.seed,
-            "device": str(device),
-            "started_at": now_iso(),
-            "epochs": epochs,
-            "epochs_done": 0,
-            "steps_done": 0,
-            "data": {"name": cfg.data.name, "train": train_set.n, "val": val_set.n, "test": test_set.n},
-            "input_shape": list(info.input_shape),
-            "heads": [{"name": h.name, "classes": h.classes} for h in info.heads],
-            "versions": versions(),
-        }
-        first_epoch, t_offset = 1, 0.0
-    else:  # continue after the checkpoint's epoch, with every state as it was then
+    member = Member(cfg, setup, path, say, epochs, ckpt)
+    if ckpt is not None:
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         set_rng_states(ckpt["rng"], gens)
-        summary = {**ckpt["summary"], "status": "running"}
-        summary.setdefault("resumed", []).append({"after_epoch": ckpt["epoch"], "at": now_iso()})
-        writer.restore(ckpt["metrics"], ckpt["summary"]["steps_done"])
-        say.lines[:0] = ckpt["log"]
-        if stopper:
-            stopper.bad = ckpt["stopper_bad"]
-        if keep_best and (path / "best.pt").is_file():
-            best_state = torch.load(path / "best.pt", map_location=device, weights_only=True)
-        first_epoch, t_offset = ckpt["epoch"] + 1, ckpt["summary"].get("train_s", 0.0)
-    writer.write_summary(summary)
 
-    t0 = t_report = time.perf_counter() - t_offset
-    test_probs, row = None, {}
+    test_probs = None
     try:
         if tc.report > 0 and ckpt is None:
             say(fmt.train_started(cfg.name))
         with Progress(say.quiet, steps) as progress:
-            for epoch in range(first_epoch, epochs + 1):
+            for epoch in range(member.first_epoch, epochs + 1):
                 # ---- train one epoch: losses, correct counts and gradient norms stay on the device
                 net.train()
                 progress.start(epoch)
@@ -297,106 +412,50 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt
                 )
                 # ---- once per epoch: read the sums (the only host sync of the epoch), evaluate, log
                 cost = losses.sum().item() / n_steps
+                t_steps = time.perf_counter()
                 if not math.isfinite(cost):
-                    bad = int((~torch.isfinite(losses)).nonzero()[0, 0])
-                    raise DivergedError(
-                        f"{cfg.name}: loss became {losses[bad].item()} in epoch {epoch}, step {bad + 1}"
-                        f" (step {start + bad} of the run); the run is marked diverged, its last good checkpoint kept"
-                    )
+                    raise DivergedError(member.diverged_message(epoch, start, losses))
                 seen = n_steps * bs if tc.drop_last or n_steps < steps else train_set.n
-                train_acc = (correct.double() / seen).tolist()
-                val_loss, val_acc = evaluate(net, val_set)
-                row = {"epoch": epoch, "train_loss": cost, "train_acc": one_or_list(train_acc)}
-                row.update(val_loss=val_loss, val_acc=one_or_list(val_acc))
+                stats = {"cost": cost, "train_acc": (correct.double() / seen).tolist(), "t_epoch": t_epoch}
+                stats["val_loss"], stats["val_acc"] = evaluate(net, val_set)
                 if tc.eval_train:
-                    row["train_eval_loss"], acc = evaluate(net, train_set)
-                    row["train_eval_acc"] = one_or_list(acc)
-                grad_norm, grad_norm_first = (norms / n_norms).tolist()
-                row.update(lr=opt.param_groups[0]["lr"], grad_norm=grad_norm, grad_norm_first=grad_norm_first)
-                now = time.perf_counter()
-                row.update(epoch_s=now - t_epoch, total_s=now - t0)
-                writer.add_metrics(row)
-                if tc.log_every:
-                    logged = [s for s in range(n_steps) if (start + s) % tc.log_every == 0]
-                    values = losses[logged].tolist() if logged else []
-                    writer.add_steps(
-                        [{"step": start + s, "epoch": epoch, "loss": v} for s, v in zip(logged, values, strict=True)]
-                    )
-                summary.update(epochs_done=epoch, steps_done=start + n_steps, train_loss=cost, train_s=now - t0)
-                summary.update(train_acc=row["train_acc"], val_acc=row["val_acc"])
-                if tc.report > 0 and epoch % tc.report == 0:
-                    line = fmt.epoch_line(epoch, cost, train_acc, val_acc, int(now - t_report), int(now - t0))
-                    if tc.eval_train:
-                        line += f" [train eval {fmt.acc_text(acc)}]"
-                    say(line)
-                    t_report = now
-                # ---- best epoch and early stopping (watched on the first head)
-                improved = val_acc is not None and track_best(summary, epoch, val_loss, val_acc[0], tc.early_stop)
-                if improved and keep_best:
-                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                    writer.save_model(best_state, "best.pt")
-                stop = stopper is not None and stopper.stop(improved)
-                if stop:
-                    summary["stopped_early"] = epoch
-                    say(
-                        f"Early stop after epoch {epoch}: no {tc.early_stop.metric} improvement in {tc.early_stop.patience} epochs"
-                    )
+                    stats["train_eval_loss"], stats["train_eval_acc"] = evaluate(net, train_set)
+                t_eval = time.perf_counter()
+                stats["grad_norm"], stats["grad_norm_first"] = (norms / n_norms).tolist()
+                stats.update(lr=opt.param_groups[0]["lr"], steps_s=t_steps - t_epoch, eval_s=t_eval - t_steps)
+                state = lambda: {k: v.detach().clone() for k, v in net.state_dict().items()}  # noqa: E731
+                stop = member.end_epoch(epoch, start, losses, stats, state)
                 # ---- checkpoint: everything needed to continue after this epoch
-                writer.save_checkpoint(
-                    {
-                        "epoch": epoch,
-                        "model": net.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "rng": rng_states(gens),
-                        "summary": summary,
-                        "metrics": writer.rows,
-                        "log": say.lines,
-                        "stopper_bad": stopper.bad if stopper else 0,
-                    }
-                )
-                writer.write_summary(summary)
+                member.checkpoint(epoch, net.state_dict(), opt.state_dict(), rng_states(gens))
                 if stop:
                     break
-        train_s = time.perf_counter() - t0
-        say(fmt.train_ended(cfg.name, int(train_s)))
 
         # -------------------------------------------------------------------------------- test and report
-        writer.save_model(net.state_dict())
-        if tc.test_on == "best" and best_state is not None:
-            net.load_state_dict(best_state)
-            summary["tested"] = f"best (epoch {summary['best_epoch']})"
+        last = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        tested = last
+        if tc.test_on == "best" and member.best_state is not None:
+            net.load_state_dict(member.best_state)
+            tested = member.best_state
         t_test = time.perf_counter()
-        test_loss, test_acc = evaluate(net, test_set)
-        say(fmt.test_report(cfg.name, test_acc or [float("nan")], int(time.perf_counter() - t_test)))
+        results = {"test_loss": None, "test_acc": None, "test_probs": None, "test_y": test_set.y.cpu()}
+        results["test_loss"], results["test_acc"] = evaluate(net, test_set)
         if test_set.n:
-            test_probs = probabilities(net, test_set.x)
-        if tc.show > 0 and test_set.n > 0:
-            show_samples(net, test_set, info, cfg, lang, say)
-        stats = param_stats(net)
-        if tc.show_params:
-            say(fmt.near_zero_line(stats["near_zero"], stats["weights"]))
-            say(fmt.param_dist_line(stats["mean"], stats["std"], lang))
-            save_param_hist(net, path / "params_hist.png")
-        final_train = first(row.get("train_eval_acc", summary.get("train_acc")))
-        final_val = first(summary.get("val_acc"))
-        gap = None if final_train is None or final_val is None else final_train - final_val
-        summary.update(status="completed", test_acc=one_or_list(test_acc), test_loss=test_loss, train_s=train_s)
-        summary.update(gap=gap, params=stats)
+            results["test_probs"] = test_probs = probabilities(net, test_set.x)
+        results["test_s"] = int(time.perf_counter() - t_test)
+        results.update(params=param_stats(net), weights=weights_and_kernels(net))
+        member.finish(last, tested, results, info, lang)
+        member.close()
     except KeyboardInterrupt:
-        summary.update(status="interrupted")
-        writer.save_model(net.state_dict())
+        member.writer.save_model(net.state_dict())
+        member.close("interrupted")
         raise
     except DivergedError as e:
-        summary.update(status="diverged", error=str(e))
+        member.close("diverged", str(e))
         raise
-    except Exception as e:
-        summary.update(status="failed", error=f"{e.__class__.__name__}: {e}")
+    except BaseException as e:
+        member.close("failed", f"{e.__class__.__name__}: {e}")
         raise
-    finally:
-        summary["ended_at"] = now_iso()
-        writer.write_summary(summary)
-        writer.write_log(say.lines)
-    return Fitted(net, summary, test_probs)
+    return Fitted(net, member.summary, test_probs)
 
 
 def run_epoch(cfg, net, opt, reg, params, data, gens, augment, start, n_steps, steps, total_steps, progress):
@@ -488,9 +547,14 @@ class EarlyStopper:
         return self.bad >= self.patience
 
 
-def train_ensemble(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str) -> None:
+def train_ensemble(
+    cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, stack: int | None = None
+) -> None:
     """`train.ensemble: N`: N members with seeds seed, seed+1, … (each a normal run directory under
-    `members/`), then the test accuracy of the averaged softmax of the first k members, k = 1…N."""
+    `members/`, trained side by side unless `stack` is 1), then the test accuracy of the averaged softmax
+    of the first k members, k = 1…N. Resuming reuses finished members and continues unfinished ones."""
+    from .group import fit_members
+
     n = cfg.train.ensemble
     writer = RunWriter(path)
     writer.write_config(cfg.to_dict())
@@ -499,22 +563,40 @@ def train_ensemble(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang
     writer.write_summary(summary)
     (path / "members").mkdir(exist_ok=True)
     t0 = time.perf_counter()
-    members, probs = summary["ensemble"]["members"], []
+    cfgs = [
+        dataclasses.replace(cfg, seed=cfg.seed + i, train=dataclasses.replace(cfg.train, ensemble=1)) for i in range(n)
+    ]
+    dirs = [path / "members" / f"m{i + 1}-seed{c.seed}" for i, c in enumerate(cfgs)]
+    results: dict[int, tuple[dict, list[torch.Tensor] | None]] = {}
     try:
-        for i in range(n):
-            member = dataclasses.replace(cfg, seed=cfg.seed + i, train=dataclasses.replace(cfg.train, ensemble=1))
-            member_dir = path / "members" / f"m{i + 1}-seed{member.seed}"
+        fresh = []
+        for i, (member, member_dir) in enumerate(zip(cfgs, dirs, strict=True)):
             if member_dir.is_dir() and load_run(member_dir).status == "completed":  # resuming: already done
                 done = load_run(member_dir).summary
-                probs.append(tested_probabilities(member, setup, member_dir, done))
+                results[i] = done, tested_probabilities(member, setup, member_dir, done)
+            elif member_dir.is_dir() and load_checkpoint(member_dir) is not None:  # resuming mid-member
+                say(f"Ensemble member {i + 1}/{n} (seed {member.seed}), resumed:")
+                fitted = fit(member, setup, member_dir, say, lang, load_checkpoint(member_dir))
+                results[i] = fitted.summary, fitted.test_probs
             else:
                 member_dir.mkdir(exist_ok=True)
-                say(f"Ensemble member {i + 1}/{n} (seed {member.seed}):")
-                fitted = fit(member, setup, member_dir, say, lang, load_checkpoint(member_dir))
-                done = fitted.summary
-                probs.append(fitted.test_probs)
-            members.append({"seed": member.seed, "test_acc": done["test_acc"], "path": f"members/{member_dir.name}"})
-            writer.write_summary(summary)
+                fresh.append(i)
+        if fresh:
+            say(
+                f"Ensemble members {', '.join(str(i + 1) for i in fresh)} of {n} (seeds {', '.join(str(cfgs[i].seed) for i in fresh)}):"
+            )
+            fitted = fit_members([cfgs[i] for i in fresh], setup, [dirs[i] for i in fresh], say, lang, stack)
+            for i, f in zip(fresh, fitted, strict=True):
+                if f.summary["status"] != "completed":
+                    raise DivergedError(
+                        f"ensemble member {i + 1} (seed {cfgs[i].seed}): {f.summary.get('error', 'diverged')}"
+                    )
+                results[i] = f.summary, f.test_probs
+        members, probs = summary["ensemble"]["members"], []
+        for i in range(n):
+            done, member_probs = results[i]
+            members.append({"seed": cfgs[i].seed, "test_acc": done["test_acc"], "path": f"members/{dirs[i].name}"})
+            probs.append(member_probs)
         y = setup.splits["test"].y.cpu()
         cumulative, losses = [], []
         for k in range(1, n + 1):
@@ -540,9 +622,8 @@ def train_ensemble(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang
         raise
     finally:
         summary["ended_at"] = now_iso()
-        summary["epochs_done"] = min(
-            (load_run(path / m["path"]).summary.get("epochs_done", 0) for m in members), default=0
-        )
+        done_dirs = [d for d in dirs if (d / "summary.json").is_file()]
+        summary["epochs_done"] = min((load_run(d).summary.get("epochs_done", 0) for d in done_dirs), default=0)
         writer.write_summary(summary)
         writer.write_log(say.lines)
 
@@ -593,27 +674,29 @@ def write_mean_metrics(path: Path, member_dirs: list[Path], writer: RunWriter) -
         writer.add_metrics(mean)
 
 
-def show_samples(net: Net, data: Batches, info: DataInfo, cfg: Config, lang: str, say: fmt.Printer) -> None:
-    """Book's visualize(show_cnt): random test samples with their estimated distribution, estimate, answer."""
+def show_samples(probs: list[torch.Tensor], answers: torch.Tensor, info: DataInfo, cfg: Config, lang: str, say) -> None:
+    """Book's visualize(show_cnt): random test samples with their estimated distribution, estimate, answer.
+
+    `probs` are the test split's probabilities per head, `answers` its labels (N, heads); the samples are
+    picked by the run's seed.
+    """
     say(fmt.visualization(cfg.name))
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, "show"))
-    pick = torch.randperm(data.n, generator=g)[: cfg.train.show].to(data.x.device)
-    probs = probabilities(net, data.x[pick])
-    answers = data.y[pick].cpu()
+    pick = torch.randperm(len(answers), generator=g)[: cfg.train.show]
     for h, head in enumerate(info.heads):
         if len(info.heads) > 1:
             say(fmt.head_caption(head.name, lang))
-        for i in range(len(pick)):
+        for i in pick.tolist():
             p = probs[h][i]
             est, ans = head.classes[int(p.argmax())], head.classes[int(answers[i, h])]
             say(fmt.sample_line(p.tolist(), est, ans, lang, 8 if len(info.heads) > 1 else 0))
 
 
-def save_param_hist(net: Net, file: Path) -> None:
+def save_param_hist(weights: list[torch.Tensor], file: Path) -> None:
     """The book's show_param_dist figure: 100-bin density histogram of weights and kernels, mu and sigma on it."""
     from .plots import param_hist
 
-    param_hist(torch.cat([w.detach().reshape(-1).double().cpu() for w in weights_and_kernels(net)]).numpy(), file)
+    param_hist(torch.cat([w.detach().reshape(-1).double().cpu() for w in weights]).numpy(), file)
 
 
 class Progress:

@@ -111,7 +111,7 @@ def test_ctrl_c_then_resume_in_process(runs, monkeypatch):
 
 def test_resume_of_an_ensemble_keeps_finished_members(runs, monkeypatch):
     cfg = tiny(train__ensemble=3)
-    whole = regbench.train(cfg, runs / "a", quiet=True)
+    whole = regbench.train(cfg, runs / "a", quiet=True, stack=1)  # one member after another
     calls, real = {"n": 0}, trainer.head_correct
 
     def interrupt(*a):
@@ -122,11 +122,39 @@ def test_resume_of_an_ensemble_keeps_finished_members(runs, monkeypatch):
 
     monkeypatch.setattr(trainer, "head_correct", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        regbench.train(cfg, runs / "b", quiet=True)
+        regbench.train(cfg, runs / "b", quiet=True, stack=1)
     monkeypatch.setattr(trainer, "head_correct", real)
     (path,) = (runs / "b").iterdir()
+    statuses = [load_run(d).status for d in sorted((path / "members").iterdir())]
+    assert statuses == ["completed", "completed", "interrupted"]
     resumed = trainer.resume(path, quiet=True)
     assert resumed.summary["ensemble"]["test_acc"] == whole.summary["ensemble"]["test_acc"]
+
+
+def test_resume_of_a_stacked_ensemble_continues_every_member(runs, monkeypatch):
+    from regbench import group
+
+    cfg = tiny(train__ensemble=3, train__epochs=3)
+    whole = regbench.train(cfg, runs / "a", quiet=True)
+    calls, real = {"n": 0}, group.member_correct
+
+    def interrupt(*a):
+        calls["n"] += 1
+        if calls["n"] == 15:  # epoch 2 of the stacked members
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(group, "member_correct", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        regbench.train(cfg, runs / "b", quiet=True)
+    monkeypatch.setattr(group, "member_correct", real)
+    (path,) = (runs / "b").iterdir()
+    assert {load_run(d).status for d in (path / "members").iterdir()} == {"interrupted"}
+    resumed = trainer.resume(path, quiet=True)  # each member continues from its own checkpoint
+    assert resumed.status == "completed"
+    for a, b in zip(resumed.summary["ensemble"]["members"], whole.summary["ensemble"]["members"], strict=True):
+        ra, rb = load_run(path / a["path"]), load_run(whole.path / b["path"])
+        assert [m["train_loss"] for m in ra.metrics] == pytest.approx([m["train_loss"] for m in rb.metrics], rel=2e-4)
 
 
 def test_resume_refuses_finished_runs_and_non_runs(runs, tmp_path):

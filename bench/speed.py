@@ -1,0 +1,142 @@
+"""Training throughput of regbench's trainer against the plain PyTorch tutorial loop, measured in one run.
+
+    python bench/speed.py [--device cpu|cuda] [--quick]
+
+Each case trains the same model with the same optimizer, dtype and thread count twice: once through
+`regbench.train` as a user runs it (metrics, checkpoints, summary and log written to a run directory;
+process start-up and data loading excluded), once through the loop a user copies from the PyTorch
+tutorial (TensorDataset + DataLoader(shuffle=True), `loss.item()` every step, default optimizer
+settings). Both are warmed up first (the first channels_last steps on a CPU are slow), repeated, and the
+medians reported. Prints one `RESULT` line per case and one for regbench's bookkeeping overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+import regbench
+from regbench.config import load_config
+from regbench.data import load_data
+from regbench.model import build_model, init_weights
+
+FLOWERS_CNN = [
+    ["conv", {"ksize": 3, "chn": 6}],
+    ["max", {"stride": 2}],
+    ["conv", {"ksize": 3, "chn": 12}],
+    ["max", {"stride": 2}],
+    ["conv", {"ksize": 3, "chn": 24}],
+    ["avg", {"stride": 3}],
+]
+DIGITS_CNN = [
+    ["conv", {"ksize": 3, "chn": 16}],
+    ["max", {"stride": 2}],
+    ["conv", {"ksize": 3, "chn": 32}],
+    ["max", {"stride": 2}],
+    64,
+]
+
+# case → (config, epochs per timed repeat, target ratio)
+CASES = {
+    "flowers_cnn": (
+        {
+            "data": {"name": "synthetic", "shape": [96, 96, 3], "classes": 5, "count": 550},
+            "model": {"layers": FLOWERS_CNN},
+            "train": {"batch_size": 10},
+        },
+        2,
+        1.7,
+    ),
+    "digits_cnn_b10": ({"model": {"layers": DIGITS_CNN}, "train": {"batch_size": 10}}, 3, 1.1),
+    "digits_cnn_b128": ({"model": {"layers": DIGITS_CNN}, "train": {"batch_size": 128}}, 30, 1.25),
+}
+OVERHEAD_TARGET = 5.0  # percent of epoch time
+
+
+def config(case: str, device: str, epochs: int) -> regbench.Config:
+    base, _, _ = CASES[case]
+    doc = {**base, "name": f"bench_{case}", "train": {**base["train"], "epochs": epochs, "device": device, "show": 0}}
+    return load_config(doc)
+
+
+def run_regbench(cfg: regbench.Config, out: str) -> tuple[float, float]:
+    """Samples per second of `regbench.train` over its whole training loop, and bookkeeping percent."""
+    run = regbench.train(cfg, out, quiet=True)
+    s = run.summary
+    samples = s["steps_done"] * min(cfg.train.batch_size, s["data"]["train"])
+    work = sum(m["steps_s"] + m["eval_s"] for m in run.metrics)
+    return samples / s["train_s"], 100.0 * (s["train_s"] - work) / s["train_s"]
+
+
+def run_tutorial(cfg: regbench.Config, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    """Samples per second of the PyTorch tutorial loop on the same model, optimizer and data."""
+    net, _ = build_model(cfg.model, tuple(x.shape[1:]), [int(y.max()) + 1])
+    init_weights(net, cfg.model.init, cfg.seed)
+    net.to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.optimizer.lr)
+    loader = DataLoader(TensorDataset(x, y), batch_size=cfg.train.batch_size, shuffle=True, drop_last=True)
+    samples, running = 0, 0.0
+    start = time.perf_counter()
+    for _ in range(cfg.train.epochs):
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            opt.zero_grad()
+            loss = F.cross_entropy(net(xb), yb)
+            loss.backward()
+            opt.step()
+            running += loss.item()
+            samples += len(xb)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return samples / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="one timed repeat, fewer epochs (a smoke run)")
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES))
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    repeats = 1 if args.quick else 5
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, {repeats} repeat(s)")
+    overheads, failed = [], []
+    with tempfile.TemporaryDirectory() as out:
+        for case in args.cases.split(","):
+            _, epochs, target = CASES[case]
+            epochs = max(1, epochs // 2) if args.quick else epochs
+            cfg = config(case, args.device, epochs)
+            data = load_data(cfg.data)
+            x, y = data.x["train"], data.y["train"][:, 0]
+            run_regbench(config(case, args.device, 1), out)  # warm-up
+            run_tutorial(config(case, args.device, 1), x, y, device)
+            ours, theirs = [], []
+            for _ in range(repeats):  # interleaved, so drifts in machine load hit both alike
+                speed, overhead = run_regbench(cfg, out)
+                ours.append(speed)
+                overheads.append(overhead)
+                theirs.append(run_tutorial(cfg, x, y, device))
+            a, b = statistics.median(ours), statistics.median(theirs)
+            ratio = a / b
+            mark = "" if ratio >= target else f"  # MISSED target {target}x"
+            if mark:
+                failed.append(case)
+            bs = cfg.train.batch_size
+            print(
+                f"RESULT {case} {device.type} batch={bs} regbench={a:.0f} tutorial={b:.0f} ratio={ratio:.2f}{mark}",
+                flush=True,
+            )
+    percent = statistics.median(overheads)
+    mark = "" if percent < OVERHEAD_TARGET else f"  # MISSED target <{OVERHEAD_TARGET}%"
+    print(f"RESULT overhead {device.type} percent={percent:.1f}{mark}")
+    print("# all targets met" if not failed and not mark else f"# targets missed: {', '.join(failed) or 'overhead'}")
+
+
+if __name__ == "__main__":
+    main()
