@@ -41,6 +41,7 @@ from .trainer import (
     make_gens,
     prepare,
     rng_states,
+    take,
 )
 
 MEMBER_VALUES = (
@@ -179,7 +180,7 @@ def member_correct(net: Net, logits: torch.Tensor, y: torch.Tensor) -> torch.Ten
     return torch.stack([(p.argmax(-1) == y[..., h]).sum(1) for h, p in enumerate(net.split_heads(logits))], dim=1)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate_members(net: Net, data: Batches, k: int) -> tuple[list[float | None], list[list[float] | None]]:
     """Per member: mean loss and per-head accuracy over a whole split in evaluation mode."""
     if data.n == 0:
@@ -199,7 +200,7 @@ def evaluate_members(net: Net, data: Batches, k: int) -> tuple[list[float | None
     return losses, accs
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def member_probabilities(net: Net, x: torch.Tensor, k: int) -> list[list[torch.Tensor]]:
     """Softmax probabilities per member and head, on the CPU."""
     was_training = net.training
@@ -279,7 +280,7 @@ def fit_stacked(cfgs: list[Config], setup: Setup, paths: list[Path], console: fm
                         alpha = lr_at(unit, t, total_steps / steps)
                         opt.schedule(alpha, lr_at(oc, t, total_steps / steps) - oc.lr * alpha)
                     idx = perms[:, step * bs : (step + 1) * bs].reshape(-1)
-                    x, y = train_set.x[idx], train_set.y[idx].view(k, -1, train_set.y.shape[1])
+                    x, y = take(train_set.x, idx), train_set.y.index_select(0, idx).view(k, -1, train_set.y.shape[1])
                     if augment is not None:
                         x = torch.cat(
                             [
