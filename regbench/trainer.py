@@ -187,12 +187,16 @@ def prepare(cfg: Config) -> Setup:
     return setup
 
 
-def train(cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: bool = False) -> Run:
+def train(
+    cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: bool = False, report_test: bool = True
+) -> Run:
     """Train the configured model, print the book's report, and write a run directory under `out`.
 
     Returns the finished run as read back from disk. Raises RegbenchError subclasses for bad input
     (before anything is written), DivergedError for a NaN/inf loss (the run is kept, status diverged),
-    and lets KeyboardInterrupt through after marking the run interrupted.
+    and lets KeyboardInterrupt through after marking the run interrupted. With `report_test=False` the run
+    is tested and saved as always, but the printout stops after `train ended` (the book's `train()`
+    alone; `regbench.book` prints the test report, samples and parameters on request).
     """
     setup = prepare(cfg)
     path = create_run_dir(out, cfg.name)
@@ -200,7 +204,7 @@ def train(cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: boo
     if cfg.train.ensemble > 1:
         train_ensemble(cfg, setup, path, say, lang)
     else:
-        fit(cfg, setup, path, say, lang)
+        fit(cfg, setup, path, say, lang, report_test=report_test)
     return load_run(path)
 
 
@@ -211,12 +215,22 @@ class Fitted:
     test_probs: list[torch.Tensor] | None  # per head, (N_test, classes)
 
 
-def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt: dict | None = None) -> Fitted:
+def fit(
+    cfg: Config,
+    setup: Setup,
+    path: Path,
+    say: fmt.Printer,
+    lang: str,
+    ckpt: dict | None = None,
+    *,
+    report_test: bool = True,
+) -> Fitted:
     """Train one model into the run directory `path`: the book's loop, report and files.
 
     A checkpoint (`checkpoint.pt`: model, optimizer, RNG states, metrics so far) is written after every
     epoch; with `ckpt` (one read back by `resume`) training continues after its epoch and ends exactly as
-    an uninterrupted run would on the CPU.
+    an uninterrupted run would on the CPU. `report_test=False` tests and saves as usual but prints
+    nothing after `train ended` (the test report, samples and parameter lines).
     """
     # -------------------------------------------------------------------------------- model and optimizer
     device, info = setup.device, setup.info
@@ -259,6 +273,7 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt
             "epochs_done": 0,
             "steps_done": 0,
             "data": {"name": cfg.data.name, "train": train_set.n, "val": val_set.n, "test": test_set.n},
+            "normalization": setup.data.norm,  # what Run.predict applies to raw inputs
             "input_shape": list(info.input_shape),
             "heads": [{"name": h.name, "classes": h.classes} for h in info.heads],
             "versions": versions(),
@@ -367,20 +382,24 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt
             summary["tested"] = f"best (epoch {summary['best_epoch']})"
         t_test = time.perf_counter()
         test_loss, test_acc = evaluate(net, test_set)
-        say(fmt.test_report(cfg.name, test_acc or [float("nan")], int(time.perf_counter() - t_test)))
+        test_s = time.perf_counter() - t_test
+        if report_test:
+            say(fmt.test_report(cfg.name, test_acc or [float("nan")], int(test_s)))
         if test_set.n:
             test_probs = probabilities(net, test_set.x)
-        if tc.show > 0 and test_set.n > 0:
+        if report_test and tc.show > 0 and test_set.n > 0:
             show_samples(net, test_set, info, cfg, lang, say)
         stats = param_stats(net)
         if tc.show_params:
-            say(fmt.near_zero_line(stats["near_zero"], stats["weights"]))
-            say(fmt.param_dist_line(stats["mean"], stats["std"], lang))
+            if report_test:
+                say(fmt.near_zero_line(stats["near_zero"], stats["weights"]))
+                say(fmt.param_dist_line(stats["mean"], stats["std"], lang))
             save_param_hist(net, path / "params_hist.png")
         final_train = first(row.get("train_eval_acc", summary.get("train_acc")))
         final_val = first(summary.get("val_acc"))
         gap = None if final_train is None or final_val is None else final_train - final_val
         summary.update(status="completed", test_acc=one_or_list(test_acc), test_loss=test_loss, train_s=train_s)
+        summary["test_s"] = test_s
         summary.update(gap=gap, params=stats)
     except KeyboardInterrupt:
         summary.update(status="interrupted")
@@ -596,17 +615,31 @@ def write_mean_metrics(path: Path, member_dirs: list[Path], writer: RunWriter) -
 def show_samples(net: Net, data: Batches, info: DataInfo, cfg: Config, lang: str, say: fmt.Printer) -> None:
     """Book's visualize(show_cnt): random test samples with their estimated distribution, estimate, answer."""
     say(fmt.visualization(cfg.name))
-    g = torch.Generator().manual_seed(derive_seed(cfg.seed, "show"))
-    pick = torch.randperm(data.n, generator=g)[: cfg.train.show].to(data.x.device)
-    probs = probabilities(net, data.x[pick])
-    answers = data.y[pick].cpu()
+    pick = pick_samples(data.n, cfg.seed, cfg.train.show).to(data.x.device)
+    for line in sample_lines(net, data.x[pick], data.y[pick], info, lang):
+        say(line)
+
+
+def pick_samples(n: int, seed: int, count: int) -> torch.Tensor:
+    """Indices of the `count` test samples shown for a run with `seed` (the same ones on every call)."""
+    g = torch.Generator().manual_seed(derive_seed(seed, "show"))
+    return torch.randperm(n, generator=g)[:count]
+
+
+def sample_lines(net: Net, x: torch.Tensor, y: torch.Tensor, info: DataInfo, lang: str) -> list[str]:
+    """The book's show_select_results for samples `x` with answers `y`: one line per sample (per head,
+    under the head's caption when there are several)."""
+    probs = probabilities(net, x)
+    answers = y.cpu()
+    lines = []
     for h, head in enumerate(info.heads):
         if len(info.heads) > 1:
-            say(fmt.head_caption(head.name, lang))
-        for i in range(len(pick)):
+            lines.append(fmt.head_caption(head.name, lang))
+        for i in range(len(x)):
             p = probs[h][i]
             est, ans = head.classes[int(p.argmax())], head.classes[int(answers[i, h])]
-            say(fmt.sample_line(p.tolist(), est, ans, lang, 8 if len(info.heads) > 1 else 0))
+            lines.append(fmt.sample_line(p.tolist(), est, ans, lang, 8 if len(info.heads) > 1 else 0))
+    return lines
 
 
 def save_param_hist(net: Net, file: Path) -> None:
