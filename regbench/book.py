@@ -26,6 +26,7 @@ that `regbench compare` and `regbench report` read. Training is `regbench.train`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import sys
@@ -39,7 +40,7 @@ from . import api, trainer
 from . import console as fmt
 from .config import Config, load_config
 from .data import DataInfo, load_data
-from .errors import ConfigError, RegbenchError
+from .errors import ConfigError, DataError, RegbenchError
 from .model import build_model, param_stats
 from .rundir import Run, append_log
 
@@ -213,6 +214,17 @@ def tree_keys(root: str | Path | None, folder: str) -> dict[str, str]:
     return {"path": str(root)}
 
 
+@contextlib.contextmanager
+def files_hint(hint: str):
+    """Add how to get the files in the book's terms to a missing-files error (still one line)."""
+    try:
+        yield
+    except DataError as e:
+        if ": missing " not in str(e):
+            raise
+        raise DataError(f"{e}; {hint}") from None
+
+
 class FlowersDataset(RegbenchDataset):
     """The book's chapter 5 flowers set: `FlowersDataset([96, 96], [96, 96, 3])`.
 
@@ -233,7 +245,10 @@ class FlowersDataset(RegbenchDataset):
             data["channels"] = 1
         if download:
             data["download"] = True
-        self._setup(data, input_shape, "FlowersDataset")
+        with files_hint(
+            "FlowersDataset(..., download=True) downloads them; root= takes the book's folder of <class>/*.jpg"
+        ):
+            self._setup(data, input_shape, "FlowersDataset")
 
 
 class Office31Dataset(RegbenchDataset):
@@ -252,7 +267,8 @@ class Office31Dataset(RegbenchDataset):
         data: dict[str, Any] = {"name": "office31", "resolution": list(resolution), **tree_keys(root, "office31")}
         if channels_of(input_shape):
             data["channels"] = 1
-        self._setup(data, input_shape, "Office31Dataset")
+        with files_hint("root= takes the book's folder of <domain>/images/<object>/*.jpg (data/chap06/office31)"):
+            self._setup(data, input_shape, "Office31Dataset")
 
 
 # ----------------------------------------------------------------------------------------------- models

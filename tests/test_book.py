@@ -266,6 +266,9 @@ def test_errors_are_one_line_in_the_books_words(tmp_path):
     with pytest.raises(regbench.DataError) as e:
         book.FlowersDataset([96, 96], [96, 96, 3], root=tmp_path / "no_photos")
     assert "\n" not in str(e.value) and "data set 'flowers': missing" in str(e.value)
+    assert str(e.value).endswith(
+        "; FlowersDataset(..., download=True) downloads them; root= takes the book's folder of <class>/*.jpg"
+    )
     with pytest.raises(regbench.ConfigError, match="^FlowersDataset: resolution: must be"):
         book.FlowersDataset([0, 96])
 
