@@ -75,7 +75,7 @@ class DataConfig:
     classes: int | list[int] | None = None  # class count, or one per output head ([3, 31]); default 10
     count: int | None = None  # number of samples; synthetic default 1000
     # file-based sets only (null = the data set's default)
-    path: str | None = None  # npz: the .npz file (arrays x, y; optional classes, x_test, y_test)
+    path: str | None = None  # npz: the .npz file; flowers, office31: the image tree (default: under root)
     resolution: list[int] | None = None  # image sets: [h, w] to resize to; image folders default [96, 96]
     channels: int | None = None  # image sets: force 1 (grey) or 3 (RGB); default: the set's own
     download: bool | None = None  # torchvision sets and flowers: fetch missing files (null = false)
@@ -85,7 +85,7 @@ class DataConfig:
         ok = res is None or (len(res) == 2 and all(1 <= v <= 4096 for v in res))
         require(ok, "resolution", "must be [h, w] with sizes 1–4096", res)
         require(self.channels in (None, 1, 3), "channels", "must be 1 or 3", self.channels)
-        require(self.path is None or self.path.strip() != "", "path", "must be a file path", self.path)
+        require(self.path is None or self.path.strip() != "", "path", "must be a path", self.path)
 
 
 # ----------------------------------------------------------------------------------------------- model

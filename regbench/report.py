@@ -168,22 +168,10 @@ def to_html(blocks: Sequence[Block], folder: Path, title: str) -> str:
 
 # ----------------------------------------------------------------------------------------------- models and data
 def load_model(run: Run):
-    """Rebuild a run's model from its config and summary and load model.pt (evaluation mode)."""
+    """A run's trained model (`Run.model()`: evaluation mode, CPU) and its resolved config."""
     from .config import load_config
-    from .model import build_model
 
-    cfg = load_config(run.config)
-    shape = run.summary.get("input_shape")
-    heads = run.summary.get("heads")
-    if not isinstance(shape, list) or not isinstance(heads, list) or not heads:
-        raise RunDirError(f"{run.path}: {SUMMARY} has no input_shape/heads (status {run.status})")
-    net, _ = build_model(cfg.model, tuple(shape), [len(h["classes"]) for h in heads])
-    state = run.state_dict()
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise RunDirError(f"{run.path / MODEL}: does not fit the config's model ({str(e).splitlines()[0]})") from None
-    return net.eval(), cfg
+    return run.model(), load_config(run.config)
 
 
 class DataCache:

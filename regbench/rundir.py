@@ -134,14 +134,22 @@ class RunWriter:
         atomic_write(self.path / LOG, ("\n".join(lines) + "\n").encode())
 
 
-@dataclass
+@dataclass(repr=False)
 class Run:
-    """A run directory as read back: resolved config, per-epoch metrics and summary (all plain data)."""
+    """A run directory as read back: resolved config, per-epoch metrics and summary (all plain data).
+
+    `model()` rebuilds the trained torch module and `predict(x)` gives class probabilities for new samples.
+    """
 
     path: Path
-    config: dict[str, Any] = field(default_factory=dict)
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved config (config.yaml)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # one dict per epoch (metrics.jsonl)
+    summary: dict[str, Any] = field(default_factory=dict)  # status and results (summary.json)
+    _nets: dict[str, Any] = field(default_factory=dict, init=False, compare=False)  # model() per weights file
+
+    def __repr__(self) -> str:
+        acc = self.summary.get("test_acc")
+        return f"Run('{self.path}', status={self.status}" + (f", test_acc={acc!r})" if acc is not None else ")")
 
     @property
     def name(self) -> str:
@@ -151,14 +159,99 @@ class Run:
     def status(self) -> str:
         return str(self.summary.get("status", "unknown"))
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
+    @property
+    def history(self) -> dict[str, list[Any]]:
+        """The metrics by key, one value per epoch (Keras' `History.history`): `run.history["val_acc"]`."""
+        keys = dict.fromkeys(k for row in self.metrics for k in row)
+        return {k: [row.get(k) for row in self.metrics] for k in keys}
+
+    def state_dict(self, weights: str = MODEL) -> dict[str, torch.Tensor]:
         """The saved weights (loaded with weights_only=True: a run directory cannot run code)."""
         try:
-            return torch.load(self.path / MODEL, map_location="cpu", weights_only=True)
+            return torch.load(self.path / weights, map_location="cpu", weights_only=True)
         except FileNotFoundError:
-            raise RunDirError(f"{self.path}: no {MODEL} (status {self.status})") from None
+            hint = "; an ensemble keeps one per member under members/" if "ensemble" in self.summary else ""
+            raise RunDirError(f"{self.path}: no {weights} (status {self.status}){hint}") from None
         except Exception as e:  # a truncated or foreign file
-            raise RunDirError(f"{self.path / MODEL}: cannot load ({e.__class__.__name__})") from None
+            raise RunDirError(f"{self.path / weights}: cannot load ({e.__class__.__name__})") from None
+
+    def model(self, weights: str = MODEL) -> torch.nn.Module:
+        """The trained model: built from the resolved config for the run's input shape and heads, with
+        `weights` loaded (model.pt: the last epoch; best.pt: the best validation epoch), in evaluation
+        mode on the CPU. Its forward returns the heads' logits concatenated (`net.split_heads` splits them)."""
+        if weights not in self._nets:
+            from .config import load_config
+            from .model import build_model
+
+            shape, heads = self.summary.get("input_shape"), self.summary.get("heads")
+            if not isinstance(shape, list) or not isinstance(heads, list) or not heads:
+                hint = "; an ensemble keeps one per member under members/" if "ensemble" in self.summary else ""
+                raise RunDirError(f"{self.path}: {SUMMARY} has no input_shape/heads (status {self.status}){hint}")
+            net, _ = build_model(load_config(self.config).model, tuple(shape), [len(h["classes"]) for h in heads])
+            try:
+                net.load_state_dict(self.state_dict(weights))
+            except RuntimeError as e:
+                raise RunDirError(
+                    f"{self.path / weights}: does not fit the config's model ({str(e).splitlines()[0]})"
+                ) from None
+            self._nets[weights] = net.eval()
+        return self._nets[weights]
+
+    def predict(self, x: Any, *, normalize: bool = True, weights: str = MODEL) -> Any:
+        """Class probabilities for the samples `x`: an (N, classes) array, or a list of them (one per head)
+        for a data set with several heads; numpy in gives numpy out, a tensor gives a tensor.
+
+        `x` is a batch in (N, C, H, W), (N, H, W, C), or (N, H, W) for one channel ((N, F) for vector
+        data), at the run's input size, with values as the data set's files store them (0–255 pixels;
+        0–16 for digits): the run's `data.normalize` is applied with the statistics of its training split
+        (recorded in summary.json as `normalization`). `normalize=False` takes `x` as already normalized.
+        """
+        import numpy as np
+
+        from .data.normalize import apply_recorded
+
+        as_numpy = not isinstance(x, torch.Tensor)
+        t = torch.as_tensor(np.asarray(x) if as_numpy else x).detach().cpu()
+        t = to_model_layout(t, tuple(self.summary.get("input_shape") or ()), self.path)
+        if normalize:
+            stats = self.summary.get("normalization")
+            if not isinstance(stats, dict):
+                raise RunDirError(
+                    f"{self.path}: {SUMMARY} does not record the normalization statistics (a run made before"
+                    " regbench recorded them); pass normalize=False with x already normalized as its"
+                    " data.normalize does"
+                )
+            t = apply_recorded(t, stats)
+        net = self.model(weights)
+        if len(t):
+            from .trainer import probabilities
+
+            probs = probabilities(net, t.float())
+        else:
+            probs = [torch.zeros(0, k) for k in net.heads]
+        out = [p.numpy() for p in probs] if as_numpy else probs
+        return out[0] if len(out) == 1 else out
+
+
+def to_model_layout(x: torch.Tensor, shape: tuple[int, ...], where: Path | str = "") -> torch.Tensor:
+    """A batch in (N, C, H, W), (N, H, W, C) or (N, H, W) (one channel) as (N, C, H, W) for a model
+    whose input is `shape` = (C, H, W); vector inputs (F,) take (N, F). Raises RunDirError otherwise."""
+    if len(shape) == 3:
+        c, h, w = shape
+        if x.dim() == 4 and tuple(x.shape[1:]) == (c, h, w):
+            return x
+        if x.dim() == 4 and tuple(x.shape[1:]) == (h, w, c):
+            return x.permute(0, 3, 1, 2)
+        if x.dim() == 3 and c == 1 and tuple(x.shape[1:]) == (h, w):
+            return x.unsqueeze(1)
+        expected = f"(N, {c}, {h}, {w}) or (N, {h}, {w}, {c})" + (f" or (N, {h}, {w})" if c == 1 else "")
+    elif len(shape) == 1:
+        if x.dim() == 2 and x.shape[1] == shape[0]:
+            return x
+        expected = f"(N, {shape[0]})"
+    else:
+        raise RunDirError(f"{where}: {SUMMARY} has no input_shape")
+    raise RunDirError(f"{where}: predict needs a batch of shape {expected}, got {tuple(x.shape)}")
 
 
 def load_run(path: str | Path) -> Run:
@@ -175,6 +268,12 @@ def load_run(path: str | Path) -> Run:
     if not isinstance(config, dict) or not isinstance(summary, dict):
         raise RunDirError(f"{p}: {CONFIG} and {SUMMARY} must hold mappings")
     return Run(p, config, metrics, summary)
+
+
+def append_log(path: Path, lines: list[str]) -> None:
+    """Add printed lines to a finished run's log.txt (the book's test/visualize calls after train)."""
+    old = (path / LOG).read_text(encoding="utf-8") if (path / LOG).is_file() else ""
+    atomic_write(path / LOG, (old + "".join(line + "\n" for line in lines)).encode())
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -197,14 +197,22 @@ def prepare(cfg: Config) -> Setup:
 
 
 def train(
-    cfg: Config, out: str | Path = "runs", *, lang: str = "ko", quiet: bool = False, stack: int | None = None
+    cfg: Config,
+    out: str | Path = "runs",
+    *,
+    lang: str = "ko",
+    quiet: bool = False,
+    stack: int | None = None,
+    report_test: bool = True,
 ) -> Run:
     """Train the configured model, print the book's report, and write a run directory under `out`.
 
     Ensemble members train side by side (regbench.group) unless `stack` is 1, at most `stack` at a time.
     Returns the finished run as read back from disk. Raises RegbenchError subclasses for bad input
     (before anything is written), DivergedError for a NaN/inf loss (the run is kept, status diverged),
-    and lets KeyboardInterrupt through after marking the run interrupted.
+    and lets KeyboardInterrupt through after marking the run interrupted. With `report_test=False` the run
+    is tested and saved as always, but the printout stops after `train ended` (the book's `train()`
+    alone; `regbench.book` prints the test report, samples and parameters on request).
     """
     setup = prepare(cfg)
     path = create_run_dir(out, cfg.name)
@@ -212,7 +220,7 @@ def train(
     if cfg.train.ensemble > 1:
         train_ensemble(cfg, setup, path, say, lang, stack)
     else:
-        fit(cfg, setup, path, say, lang)
+        fit(cfg, setup, path, say, lang, report_test=report_test)
     return load_run(path)
 
 
@@ -253,6 +261,7 @@ class Member:
                 "epochs_done": 0,
                 "steps_done": 0,
                 "data": {"name": cfg.data.name, **n},
+                "normalization": setup.data.norm,  # what Run.predict applies to raw inputs
                 "input_shape": list(setup.info.input_shape),
                 "heads": [{"name": h.name, "classes": h.classes} for h in setup.info.heads],
                 "versions": versions(),
@@ -331,8 +340,11 @@ class Member:
         self.writer.save_checkpoint(state)
         self.writer.write_summary(self.summary)
 
-    def finish(self, last: dict, tested: dict, results: dict[str, Any], info: DataInfo, lang: str) -> None:
-        """Save the last weights, print the book's test report, samples and parameter statistics."""
+    def finish(
+        self, last: dict, tested: dict, results: dict[str, Any], info: DataInfo, lang: str, report_test: bool = True
+    ) -> None:
+        """Save the last weights, print the book's test report, samples and parameter statistics (only
+        saved, not printed, with `report_test=False`)."""
         cfg, summary, say = self.cfg, self.summary, self.say
         train_s = time.perf_counter() - self.t0
         say(fmt.train_ended(cfg.name, int(train_s)))
@@ -340,19 +352,21 @@ class Member:
         if tested is not last:
             summary["tested"] = f"best (epoch {summary['best_epoch']})"
         test_loss, test_acc, probs = results["test_loss"], results["test_acc"], results["test_probs"]
-        say(fmt.test_report(cfg.name, test_acc or [float("nan")], results["test_s"]))
-        if cfg.train.show > 0 and probs is not None:
+        if report_test:
+            say(fmt.test_report(cfg.name, test_acc or [float("nan")], int(results["test_s"])))
+        if report_test and cfg.train.show > 0 and probs is not None:
             show_samples(probs, results["test_y"], info, cfg, lang, say)
         stats = results["params"]
         if cfg.train.show_params:
-            say(fmt.near_zero_line(stats["near_zero"], stats["weights"]))
-            say(fmt.param_dist_line(stats["mean"], stats["std"], lang))
+            if report_test:
+                say(fmt.near_zero_line(stats["near_zero"], stats["weights"]))
+                say(fmt.param_dist_line(stats["mean"], stats["std"], lang))
             save_param_hist(results["weights"], self.path / "params_hist.png")
         final_train = first(self.row.get("train_eval_acc", summary.get("train_acc")))
         final_val = first(summary.get("val_acc"))
         gap = None if final_train is None or final_val is None else final_train - final_val
         summary.update(status="completed", test_acc=one_or_list(test_acc), test_loss=test_loss, train_s=train_s)
-        summary.update(gap=gap, params=stats)
+        summary.update(gap=gap, params=stats, test_s=results["test_s"])
 
     def close(self, status: str | None = None, error: str | None = None) -> None:
         """Write the summary and log (always, whatever happened); `status` overrides a failed run's."""
@@ -373,7 +387,16 @@ def make_gens(seed: int, device: torch.device) -> dict[str, torch.Generator]:
 GEN_PURPOSES = ("order", "layers", "augment")
 
 
-def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt: dict | None = None) -> Fitted:
+def fit(
+    cfg: Config,
+    setup: Setup,
+    path: Path,
+    say: fmt.Printer,
+    lang: str,
+    ckpt: dict | None = None,
+    *,
+    report_test: bool = True,
+) -> Fitted:
     """Train one model into the run directory `path`: the book's loop, report and files.
 
     A checkpoint (`checkpoint.pt`: model, optimizer, RNG states, metrics so far) is written after every
@@ -450,9 +473,9 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt
         results["test_loss"], results["test_acc"] = evaluate(net, test_set)
         if test_set.n:
             results["test_probs"] = test_probs = probabilities(net, test_set.x)
-        results["test_s"] = int(time.perf_counter() - t_test)
+        results["test_s"] = time.perf_counter() - t_test
         results.update(params=param_stats(net), weights=weights_and_kernels(net))
-        member.finish(last, tested, results, info, lang)
+        member.finish(last, tested, results, info, lang, report_test)
         member.close()
     except KeyboardInterrupt:
         member.writer.save_model(net.state_dict())
@@ -687,24 +710,45 @@ def show_samples(probs: list[torch.Tensor], answers: torch.Tensor, info: DataInf
     """Book's visualize(show_cnt): random test samples with their estimated distribution, estimate, answer.
 
     `probs` are the test split's probabilities per head, `answers` its labels (N, heads); the samples are
-    picked by the run's seed.
+    picked by the run's seed (`pick_samples`).
     """
     say(fmt.visualization(cfg.name))
-    g = torch.Generator().manual_seed(derive_seed(cfg.seed, "show"))
-    pick = torch.randperm(len(answers), generator=g)[: cfg.train.show]
+    pick = pick_samples(len(answers), cfg.seed, cfg.train.show)
+    for line in lines_for([p[pick] for p in probs], answers[pick], info, lang):
+        say(line)
+
+
+def pick_samples(n: int, seed: int, count: int) -> torch.Tensor:
+    """Indices of the `count` test samples shown for a run with `seed` (the same ones on every call)."""
+    g = torch.Generator().manual_seed(derive_seed(seed, "show"))
+    return torch.randperm(n, generator=g)[:count]
+
+
+def sample_lines(net: Net, x: torch.Tensor, y: torch.Tensor, info: DataInfo, lang: str) -> list[str]:
+    """The book's show_select_results for samples `x` with answers `y` (probabilities from `net`)."""
+    return lines_for(probabilities(net, x), y.cpu(), info, lang)
+
+
+def lines_for(probs: list[torch.Tensor], answers: torch.Tensor, info: DataInfo, lang: str) -> list[str]:
+    """One line per sample (per head, under the head's caption when there are several)."""
+    lines = []
     for h, head in enumerate(info.heads):
         if len(info.heads) > 1:
-            say(fmt.head_caption(head.name, lang))
-        for i in pick.tolist():
+            lines.append(fmt.head_caption(head.name, lang))
+        for i in range(len(answers)):
             p = probs[h][i]
             est, ans = head.classes[int(p.argmax())], head.classes[int(answers[i, h])]
-            say(fmt.sample_line(p.tolist(), est, ans, lang, 8 if len(info.heads) > 1 else 0))
+            lines.append(fmt.sample_line(p.tolist(), est, ans, lang, 8 if len(info.heads) > 1 else 0))
+    return lines
 
 
-def save_param_hist(weights: list[torch.Tensor], file: Path) -> None:
-    """The book's show_param_dist figure: 100-bin density histogram of weights and kernels, mu and sigma on it."""
+def save_param_hist(weights: list[torch.Tensor] | torch.nn.Module, file: Path) -> None:
+    """The book's show_param_dist figure: 100-bin density histogram of weights and kernels (of a model, or
+    given as tensors), mu and sigma on it."""
     from .plots import param_hist
 
+    if isinstance(weights, torch.nn.Module):
+        weights = weights_and_kernels(weights)
     param_hist(torch.cat([w.detach().reshape(-1).double().cpu() for w in weights]).numpy(), file)
 
 

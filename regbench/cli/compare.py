@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from .. import compare as lib
+from .. import api
+from ..compare import COLUMNS
 from .common import guarded
 
 app = typer.Typer()
@@ -46,7 +47,7 @@ ColumnsOption = Annotated[
         "--columns",
         "-c",
         metavar="A,B,C",
-        help=f"Columns to show: {', '.join(lib.COLUMNS)}, or any config key or summary field "
+        help=f"Columns to show: {', '.join(COLUMNS)}, or any config key or summary field "
         "(e.g. optimizer.lr, seed, test_loss).",
     ),
 ]
@@ -82,7 +83,7 @@ def compare(
 ) -> None:
     """Compare run directories side by side; runs that differ only by seed form one row (mean ± std)."""
     comp = guarded(
-        lib.compare,
+        api.compare,
         paths,
         where=where or [],
         sort=sort,

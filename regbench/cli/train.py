@@ -7,11 +7,23 @@ from typing import Annotated
 
 import typer
 
-from .. import trainer
+from .. import api
 from ..config import load_config
 from .common import LangOption, SetOption, check_lang, fail, guarded
 
 app = typer.Typer()
+
+
+def parse_seeds(text: str | None) -> int | list[int] | None:
+    """`--seeds 3` → 3 (seed, seed+1, seed+2); `--seeds 1,2,5` → [1, 2, 5]."""
+    if text is None:
+        return None
+    try:
+        if "," in text:
+            return [int(part) for part in text.split(",") if part.strip()]
+        return int(text)
+    except ValueError:
+        raise fail(f"--seeds: expected a count K or a list such as 1,2,3, got {text!r}") from None
 
 
 @app.command()
@@ -19,9 +31,30 @@ def train(
     config: Annotated[Path | None, typer.Argument(help="Experiment YAML file.")] = None,
     set_: SetOption = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Parent folder of the run directory.")] = Path("runs"),
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds",
+            metavar="K|A,B,C",
+            help="Train a seed group: K seeds (the config's seed and the K-1 after it) or these seeds; "
+            "one run directory each, shown as one row by compare.",
+        ),
+    ] = None,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this unfinished run directory from its last epoch.")
     ] = None,
+    stack: Annotated[
+        int | None,
+        typer.Option(
+            "--stack",
+            min=1,
+            help="Seeds and ensemble members train side by side as one stacked model, at most K at a time "
+            "(default: as many as fit in a quarter of memory).",
+        ),
+    ] = None,
+    no_stack: Annotated[
+        bool, typer.Option("--no-stack", help="Train seeds and ensemble members one at a time.")
+    ] = False,
     lang: LangOption = "ko",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the run directory.")] = False,
 ) -> None:
@@ -29,16 +62,19 @@ def train(
     check_lang(lang)
     if (config is None) == (resume is None):
         raise fail("give a CONFIG file to train, or --resume RUN_DIR to continue a run (not both)")
-    if resume is not None and set_:
-        raise fail("--set cannot change a run being resumed; it continues with its own config.yaml")
+    if resume is not None and (set_ or seeds is not None):
+        option = "--set" if set_ else "--seeds"
+        raise fail(f"{option} cannot change a run being resumed; it continues with its own config.yaml")
     try:
         if resume is not None:
-            run = guarded(trainer.resume, resume, lang=lang, quiet=quiet)
+            runs = [guarded(api.resume, resume, lang=lang, quiet=quiet)]
         else:
             cfg = guarded(load_config, config, set_ or [])
-            run = guarded(trainer.train, cfg, out, lang=lang, quiet=quiet)
+            result = guarded(api.train, cfg, out, parse_seeds(seeds), quiet, lang=lang, stack=1 if no_stack else stack)
+            runs = result if isinstance(result, list) else [result]
     except KeyboardInterrupt:
         raise fail(
             "interrupted; the run directory is kept with status 'interrupted' (--resume continues it)", 130
         ) from None
-    typer.echo(f"Run saved in {run.path}")
+    for run in runs:
+        typer.echo(f"Run saved in {run.path}")

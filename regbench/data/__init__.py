@@ -63,6 +63,7 @@ class Dataset:
     info: DataInfo
     x: dict[str, torch.Tensor] = field(default_factory=dict)  # split → float32 (N, C, H, W) or (N, F)
     y: dict[str, torch.Tensor] = field(default_factory=dict)  # split → int64 (N, heads)
+    norm: dict = field(default_factory=dict)  # what data.normalize did: {mode, shift, div} (see normalize.py)
 
     def size(self, split: str) -> int:
         return int(self.x[split].shape[0])
@@ -182,7 +183,7 @@ def load_data(cfg: DataConfig) -> Dataset:
             ds.x[name], ds.y[name] = ds.x[name][keep], ds.y[name][keep]
     if ds.size("train") == 0:
         raise ConfigError("the train split is empty; use a larger data set or split.train", path="data.split.train")
-    normalize(ds, cfg.normalize or entry.normalize, arrays.scale)
+    ds.norm = normalize(ds, cfg.normalize or entry.normalize, arrays.scale)
     return ds
 
 

@@ -3,7 +3,8 @@
 3,670 colour photos of daisy, dandelion, roses, sunflowers and tulips, fed to the model as the book's
 flowers set: resized to `data.resolution` (96×96 as the course notebook) with raw 0–255 pixels.
 `regbench data fetch flowers` (or `data.download: true`) downloads the archive, checks its pinned
-SHA-256 and extracts it safely.
+SHA-256 and extracts it safely. `data.path` points at another tree of the same layout instead (the
+book's own `data/chap05/flowers`, whose folders are `daisy, dandelion, rose, sunflower, tulip`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
 
 def tree(cfg: DataConfig) -> Path:
-    return Path(cfg.root) / FOLDER
+    return Path(cfg.path) if cfg.path else Path(cfg.root) / FOLDER
+
+
+def cache_parent(cfg: DataConfig) -> Path:
+    """The decode cache sits in data.root, or beside a tree given as data.path (never inside it)."""
+    return tree(cfg).resolve().parent if cfg.path else Path(cfg.root)
 
 
 def info(cfg: DataConfig) -> DataInfo:
@@ -41,16 +47,18 @@ def fetch(cfg: DataConfig) -> str:
 
 
 def load(cfg: DataConfig) -> Arrays:
-    if cfg.download and missing(cfg):
+    if cfg.download and missing(cfg) and not cfg.path:
         fetch(cfg)
     if missing(cfg):
         how = (
             f"run `regbench data fetch flowers --root {cfg.root}` (or set data.download: true), or extract"
             f" flower_photos.tgz into {cfg.root}/"
         )
+        if cfg.path:
+            how = "point data.path at a folder with one sub-folder of .jpg photos per class"
         raise files_error("flowers", tree(cfg), missing(cfg), how)
     _, files, y = scan_classes(tree(cfg))
-    return Arrays(load_images(tree(cfg), files, cfg, Path(cfg.root), "flowers"), y, scale=255.0)
+    return Arrays(load_images(tree(cfg), files, cfg, cache_parent(cfg), "flowers"), y, scale=255.0)
 
 
 DATASETS.add(
@@ -59,7 +67,7 @@ DATASETS.add(
         "flowers",
         info,
         load,
-        frozenset({"resolution", "channels", "download"}),
+        frozenset({"resolution", "channels", "download", "path"}),
         "flower photos (3,670 colour photos, 5 classes), TensorFlow's flower_photos.tgz",
         files=lambda cfg: f"{tree(cfg)}/<class>/*.jpg",
         missing=missing,

@@ -51,3 +51,17 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return mean[0], std[0]
     std, mean = torch.std_mean(x, dim=0, correction=0, keepdim=True)
     return mean[0], std[0]
+
+
+def apply_recorded(x: torch.Tensor, stats: dict) -> torch.Tensor:
+    """Normalize new samples `x` ((N, C, H, W) or (N, F), values as the data set's files store them) with
+    the statistics `normalize` returned for a run's training split (its summary's `normalization`)."""
+    x = x.float()
+    if stats.get("mode", "none") == "none":
+        return x
+    shift, div = torch.tensor(stats["shift"]), torch.tensor(stats["div"])
+    if shift.numel() == 1:
+        shift, div = shift.reshape(()), div.reshape(())
+    elif x.dim() == 4:  # per channel
+        shift, div = shift.reshape(-1, 1, 1), div.reshape(-1, 1, 1)
+    return (x - shift) / div

@@ -25,7 +25,13 @@ OBJECTS = (
 
 
 def tree(cfg: DataConfig) -> Path:
-    return Path(cfg.root) / FOLDER
+    """`<data.root>/office31`, or the tree at data.path (the book's `data/chap06/office31`)."""
+    return Path(cfg.path) if cfg.path else Path(cfg.root) / FOLDER
+
+
+def cache_parent(cfg: DataConfig) -> Path:
+    """The decode cache sits in data.root, or beside a tree given as data.path (never inside it)."""
+    return tree(cfg).resolve().parent if cfg.path else Path(cfg.root)
 
 
 def names(cfg: DataConfig) -> tuple[list[str], list[str]]:
@@ -75,7 +81,7 @@ def load(cfg: DataConfig) -> Arrays:
         )
         raise files_error("office31", tree(cfg), missing(cfg), how)
     files, y = scan(cfg)
-    return Arrays(load_images(tree(cfg), files, cfg, Path(cfg.root), "office31"), y, scale=255.0)
+    return Arrays(load_images(tree(cfg), files, cfg, cache_parent(cfg), "office31"), y, scale=255.0)
 
 
 DATASETS.add(
@@ -84,7 +90,7 @@ DATASETS.add(
         "office31",
         info,
         load,
-        frozenset({"resolution", "channels"}),
+        frozenset({"resolution", "channels", "path"}),
         "Office-31 (4,110 photos; two heads: 3 domains and 31 objects), the book's chapter 6 set",
         files=lambda cfg: f"{tree(cfg)}/<domain>/images/<object>/*.jpg",
         missing=missing,
