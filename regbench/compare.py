@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RegbenchError, RunDirError
-from .rundir import CONFIG, SUMMARY, Run, load_run
+from .rundir import CONFIG, STEPS, SUMMARY, Run, load_run, read_jsonl
 from .stats import Stat, Verdict, verdict
 
-STEPS = "steps.jsonl"  # optional per-step losses: one {"step": .., "loss": ..} per line
 FORMATS = ("table", "csv", "markdown", "json")
 # keys that change what is printed, not what is trained: runs differing only in these (and `seed`) group
 DISPLAY_ONLY = ("seed", "train.report", "train.show", "train.show_params")
@@ -308,21 +307,11 @@ def collect_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
 
 
 def read_steps(run: Run) -> list[dict[str, Any]]:
-    """The run's steps.jsonl rows (absent → []); a torn or foreign line is skipped."""
-    file = run.path / STEPS
-    rows = []
+    """The run's steps.jsonl rows (absent or unreadable → []); a torn or foreign line is skipped."""
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return rows
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+        return read_jsonl(run.path / STEPS)
+    except OSError:
+        return []
 
 
 # ----------------------------------------------------------------------------------------------- --where
