@@ -13,6 +13,7 @@ import math
 import platform
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,12 +212,21 @@ class Fitted:
     test_probs: list[torch.Tensor] | None  # per head, (N_test, classes)
 
 
-def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt: dict | None = None) -> Fitted:
+def fit(
+    cfg: Config,
+    setup: Setup,
+    path: Path,
+    say: fmt.Printer,
+    lang: str,
+    ckpt: dict | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> Fitted:
     """Train one model into the run directory `path`: the book's loop, report and files.
 
     A checkpoint (`checkpoint.pt`: model, optimizer, RNG states, metrics so far) is written after every
     epoch; with `ckpt` (one read back by `resume`) training continues after its epoch and ends exactly as
-    an uninterrupted run would on the CPU.
+    an uninterrupted run would on the CPU. `on_epoch(row)` (a sweep's pruner) is called with each epoch's
+    metrics row once its checkpoint is written; an exception it raises stops the run (status failed).
     """
     # -------------------------------------------------------------------------------- model and optimizer
     device, info = setup.device, setup.info
@@ -355,6 +365,8 @@ def fit(cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, ckpt
                     }
                 )
                 writer.write_summary(summary)
+                if on_epoch is not None:
+                    on_epoch(row)
                 if stop:
                     break
         train_s = time.perf_counter() - t0
