@@ -252,7 +252,7 @@ class _Pool:
         self.started = False
 
     def start(self) -> None:
-        with _sigint_ignored():  # inherited through exec until the worker installs its own handler
+        with _sigint_ignored(), _worker_env(self.threads):  # both inherited through exec
             for w in self.workers:
                 if not w.proc.is_alive() and w.proc.exitcode is None:
                     w.proc.start()
@@ -337,6 +337,23 @@ def _sigint_ignored():
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
+def _worker_env(threads: int | None):
+    """The workers' OpenMP settings (unless the user set them): `threads` each, and idle threads that sleep.
+
+    OpenMP threads spin while they wait; with more threads than free cores (several sweeps on one machine,
+    other jobs) a tiny model's step then takes ~10× longer. PASSIVE costs little when the cores are free.
+    """
+    wanted = {"OMP_WAIT_POLICY": "PASSIVE", **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    added = [k for k in wanted if k not in os.environ]
+    os.environ.update({k: wanted[k] for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 def _one_shot_interrupt(signum, frame) -> None:

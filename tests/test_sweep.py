@@ -320,6 +320,41 @@ def test_ctrl_c_stops_the_worker_processes_cleanly(tmp_path):
     assert [t["status"] for t in index(d)["trial_list"]] == ["interrupted", "interrupted"]
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_workers_stop_their_runs_cleanly_when_the_sweep_process_is_killed(tmp_path):
+    path = sweep_file(tmp_path, RANDOM6.replace("trials: 6", "trials: 2"), epochs=400)
+    cmd = [sys.executable, "-m", "regbench", "sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    d = tmp_path / "out" / "r6"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(d.glob("r6-t*-s1/checkpoint.pt"))) < 2:
+        time.sleep(0.2)
+    proc.kill()  # the sweep process only: its workers get SIGINT from the kernel
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        statuses = [load_run(p).status for p in sorted(d.glob("r6-t*-s1"))]
+        if statuses == ["interrupted", "interrupted"]:
+            break
+        time.sleep(0.2)
+    assert statuses == ["interrupted", "interrupted"]
+    deadline = time.monotonic() + 20
+    while _group_alive(proc.pid) and time.monotonic() < deadline:  # and no orphan keeps running
+        time.sleep(0.2)
+    if _group_alive(proc.pid):
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("worker processes outlived the sweep process")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_two_processes_share_one_sqlite_study_and_never_run_a_trial_twice(tmp_path):
     path = sweep_file(tmp_path, RANDOM6.replace("trials: 6", "trials: 8"), epochs=30)
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
@@ -345,6 +380,34 @@ def test_two_processes_share_one_sqlite_study_and_never_run_a_trial_twice(tmp_pa
         assert out.count("Best-") == 8 and "8 trials: 8 completed" in out
     report = sweep_status(tmp_path / "a" / "r6", storage=storage)
     assert report.counts["completed"] == 8 and {v.host for v in report.views} == {os.uname().nodename}
+
+
+def test_a_trial_whose_machine_went_silent_is_handed_to_the_next_process(tmp_path, monkeypatch):
+    """Another host took t000 and stopped beating: after the grace period it is re-enqueued with its params."""
+    from regbench import study as study_mod
+
+    monkeypatch.setattr(study_mod, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(study_mod, "GRACE_S", 1)
+    monkeypatch.setattr(study_mod, "_STORAGES", {})
+    sweep = load_sweep(sweep_file(tmp_path, RANDOM6))
+    st = study_mod.SweepStudy(sweep, f"sqlite:///{tmp_path / 'st.db'}")
+    st.ensure(say=quiet)
+    lost = st.claim()
+    st.storage.set_trial_user_attr(lost.trial_id, study_mod.OWNER, {"host": "elsewhere", "pid": 1})
+    assert [c.slot for c in (st.claim(), st.claim())] == [1, 2]  # t000 is running "elsewhere"
+    assert [ft.number for ft in st.running_elsewhere()] == [lost.number]
+    time.sleep(2.5)
+    st.reap()
+    others = [st.claim() for _ in range(4)]
+    assert [c.slot for c in others] == [3, 4, 5, 0] and others[-1].params == lost.params == sweep.points()[0]
+    views = {v.slot: v for v in run_sweep_views(sweep, st, tmp_path)}
+    assert views[0].status == "running" and views[0].optuna_trials == [lost.number, others[-1].number]
+
+
+def run_sweep_views(sweep, st, tmp_path):
+    from regbench.sweep import views_from_study
+
+    return views_from_study(sweep, st.trials(), tmp_path)
 
 
 def test_an_absurd_lr_diverges_and_the_sweep_still_finishes(tmp_path):
