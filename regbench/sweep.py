@@ -235,7 +235,17 @@ class Sweep:
         return ConfigError(f"trial {self.key(slot)} ({params_text(params, labels(params))}): {e}", source=self.source)
 
     def validate(self) -> None:
-        """Every fixed point's config (and, for TPE, each range's ends and each choice) loads; one line if not."""
+        """Every fixed point's config (and, for TPE, each range's ends and each choice) loads, the device
+        exists and the data set's files are there; one line if not, before any work."""
+        from .trainer import resolve_device
+
+        if not any(k == "train.device" for k in self.params):
+            try:
+                resolve_device(self.base_config.train.device)
+            except ConfigError as e:
+                raise ConfigError(e.detail, source=self.source, path="base.train.device") from None
+        if not any(k == "data" or k.startswith("data.") for k in self.params):
+            check_files(self.base_config)
         for slot, point in enumerate(self.points()):
             self.trial_config(point, slot)
         if self.file.method == "tpe":
@@ -257,6 +267,19 @@ class Sweep:
             out["tpe_startup"] = f.tpe_startup
         out["base"] = self.base
         return out
+
+
+def check_files(cfg: Config) -> None:
+    """The data set's files are there (or will be downloaded): else one line now, not one per trial."""
+    from .data import DATASETS, files_error
+
+    entry = DATASETS[cfg.data.name]
+    missing = entry.missing(cfg.data)
+    if missing and not cfg.data.download:
+        fetch = f"`regbench data fetch {cfg.data.name}` gets them (or set data.download: true); " if entry.fetch else ""
+        raise files_error(
+            cfg.data.name, entry.files(cfg.data), missing, f"{fetch}`regbench datasets` shows what goes where"
+        )
 
 
 def load_sweep(source: str | Path | dict[str, Any], *, name: str | None = None) -> Sweep:
@@ -820,9 +843,8 @@ def run_sweep(
                     last = cfg.train.epochs if cfg.train.iterations is None else None
                     reporter = Reporter(url, sweep.study_name, claim.trial_id, prune, loss, k == 1, last)
                 path = str(sweep_dir / sweep.run_dir(claim.slot, k))
-                tasks.append(RunTask(f"{sweep.run_dir(claim.slot, k)}", cfg.to_dict(), path, reporter))
+                tasks.append(RunTask(sweep.run_dir(claim.slot, k), cfg.to_dict(), path, reporter))
         except ConfigError as e:  # a TPE proposal the config rejects: this trial failed, the sweep goes on
-            slot = _Slot(claim, [], finished=True)
             study.finish(claim.number, claim.trial_id, "failed", error=str(e))
             say(trial_line(TrialView(claim.slot, sweep.key(claim.slot), claim.params, "failed", error=str(e)), sweep))
             return None

@@ -498,6 +498,12 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path):
     assert res.exit_code == 2 and res.output.strip() == f"error: {bad}: base: missing required key 'base'"
     res = cli.invoke(app, ["sweep", "--status", str(tmp_path)])
     assert res.exit_code == 2 and "not a sweep directory (no sweep.json)" in res.output
+    nodata = write(
+        tmp_path / "mn.yaml", f"base: {{data: {{name: mnist, root: {tmp_path / 'none'}}}}}\nparams: {{seed: [1, 2]}}\n"
+    )
+    res = cli.invoke(app, ["sweep", str(nodata), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and res.output.startswith("error: data set 'mnist': missing train-images-idx3-ubyte")
+    assert "regbench data fetch mnist" in res.output and not (tmp_path / "out").exists()  # not one failure per trial
 
 
 def test_a_changed_sweep_file_does_not_mix_into_an_old_sweep_folder(tmp_path):
