@@ -13,6 +13,7 @@ import math
 import platform
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -394,6 +395,7 @@ def fit(
     say: fmt.Printer,
     lang: str,
     ckpt: dict | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
     *,
     report_test: bool = True,
 ) -> Fitted:
@@ -401,7 +403,8 @@ def fit(
 
     A checkpoint (`checkpoint.pt`: model, optimizer, RNG states, metrics so far) is written after every
     epoch; with `ckpt` (one read back by `resume`) training continues after its epoch and ends exactly as
-    an uninterrupted run would on the CPU.
+    an uninterrupted run would on the CPU. `on_epoch(row)` (a sweep's pruner) is called with each epoch's
+    metrics row once its checkpoint is written; an exception it raises stops the run (status failed).
     """
     # -------------------------------------------------------------------------------- model and optimizer
     device, info = setup.device, setup.info
@@ -459,6 +462,8 @@ def fit(
                 stop = member.end_epoch(epoch, start, losses, stats, state)
                 # ---- checkpoint: everything needed to continue after this epoch
                 member.checkpoint(epoch, net.state_dict(), opt.state_dict(), rng_states(gens))
+                if on_epoch is not None:
+                    on_epoch(member.row)
                 if stop:
                     break
 

@@ -1,0 +1,399 @@
+"""Running many configs: `run_trials` hands run tasks to worker processes and yields their results.
+
+This is the one place where a sweep's runs are executed. A task is a full config plus the run directory
+to write (or to continue, when it holds an unfinished run). Workers are long-lived `spawn` processes, each
+training one run at a time with its share of the CPU threads; `workers=0` trains in the calling process
+(no subprocess: handy under a debugger). Results come back as each run ends, whatever its status: a run
+that diverges or fails is a result, never an exception, so the caller records it and goes on.
+
+Stopping: the first Ctrl-C (or SIGTERM) asks every worker to stop; each marks its run `interrupted`
+(the trainer keeps its checkpoint), the results already in flight are still yielded, then
+KeyboardInterrupt is raised to the caller. A second Ctrl-C stops at once (workers are terminated; their
+runs continue from the last epoch's checkpoint next time).
+
+The stacked mode (several same-architecture configs trained side by side in one process, issue 12) is
+meant to plug in here, by grouping compatible tasks before they reach a worker; it is not implemented.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import DivergedError, RegbenchError
+
+FINISHED = ("completed", "diverged", "pruned")  # a run directory in one of these is never trained again
+POLL_S = 0.5  # how often the parent looks for results, dead workers and new tasks
+
+
+class Pruned(RegbenchError):
+    """Raised by a task's `on_epoch` callback to stop a run that is not worth finishing (status `pruned`)."""
+
+
+@dataclass
+class RunTask:
+    """One run to execute.
+
+    `config` is a complete config as plain data (it is validated again in the worker); `path` is the run
+    directory: created if missing, continued from its checkpoint if it holds an unfinished run, and only
+    read back if it holds a finished one. `on_epoch(row)` must be picklable; it may raise `Pruned`.
+    """
+
+    key: str
+    config: dict[str, Any]
+    path: str
+    on_epoch: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass
+class RunResult:
+    key: str
+    path: str
+    status: str  # completed | diverged | pruned | failed | interrupted
+    error: str | None = None
+    resumed: bool = False  # continued an unfinished run directory
+    reused: bool = False  # the run directory was already finished: nothing was trained
+    seconds: float = 0.0
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int) -> int | None:
+    """The CPU cores divided among the workers (None for in-process runs: leave torch's setting)."""
+    return max(1, cpu_count() // workers) if workers > 0 else None
+
+
+# ----------------------------------------------------------------------------------------------- one run
+def execute_run(task: RunTask) -> RunResult:
+    """Train (or continue, or just read back) the run of `task` in this process; never raises for a bad run."""
+    from . import console as fmt
+    from . import trainer
+    from .config import load_config
+    from .rundir import load_checkpoint, load_run
+
+    t0 = time.perf_counter()
+    path = Path(task.path)
+    prior = None
+    if (path / "summary.json").is_file():
+        try:
+            prior = load_run(path)
+        except RegbenchError:
+            prior = None  # a torn first write: train it from the start
+    if prior is not None and prior.status in FINISHED:
+        return RunResult(task.key, str(path), prior.status, prior.summary.get("error"), reused=True)
+    status, error = "completed", None
+    try:
+        cfg = load_config(task.config)
+        setup = trainer.prepare(cfg)
+        path.mkdir(parents=True, exist_ok=True)
+        ckpt = load_checkpoint(path) if prior is not None else None
+        say = fmt.Printer(quiet=True)  # the report still goes to the run's log.txt
+        if cfg.train.ensemble > 1:
+            trainer.train_ensemble(cfg, setup, path, say, "ko")
+        else:
+            trainer.fit(cfg, setup, path, say, "ko", ckpt, on_epoch=task.on_epoch)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except Pruned as e:
+        status, error = "pruned", str(e)
+        mark_pruned(path, str(e))
+    except DivergedError as e:
+        status, error = "diverged", str(e)
+    except RegbenchError as e:
+        status, error = "failed", str(e)
+    except Exception as e:  # a torch error (out of memory, ...): this run failed, the sweep goes on
+        status, error = "failed", f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return RunResult(task.key, str(path), status, error, resumed=prior is not None, seconds=time.perf_counter() - t0)
+
+
+def mark_pruned(path: Path, why: str) -> None:
+    """The trainer marks a run stopped by its callback `failed`; a pruned run is finished, not failed."""
+    from .rundir import SUMMARY, RunWriter
+
+    try:
+        summary = json.loads((path / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    summary.pop("error", None)
+    summary.update(status="pruned", pruned=why)
+    RunWriter(path).write_summary(summary)
+
+
+# ----------------------------------------------------------------------------------------------- many runs
+def run_trials(tasks: Iterable[RunTask | None], workers: int = 1, *, threads: int | None = None) -> Iterator[RunResult]:
+    """Execute `tasks` on `workers` processes (0: in this process) and yield each result as its run ends.
+
+    `tasks` is consumed lazily, one task whenever a worker is free, so a caller can decide the next task
+    from the results so far (a TPE sampler does). It may yield None for "nothing to run yet, ask again
+    shortly" and ends when there is nothing left. `threads` is torch's CPU thread count in each worker
+    (default: the cores divided among the workers; a config's own `train.threads` still wins).
+
+    On Ctrl-C or SIGTERM the runs in flight are stopped (status `interrupted`), their results yielded, and
+    KeyboardInterrupt is raised. Stacking several runs into one process (issue 12) would go here.
+    """
+    tasks = iter(tasks)
+    if workers <= 0:
+        yield from _run_inline(tasks)
+        return
+    pool = _Pool(workers, threads if threads is not None else threads_per_worker(workers))
+    with _StopSignals(pool.interrupt) as stop:
+        try:
+            exhausted = False
+            while True:
+                while not stop.requested and not exhausted and pool.idle:
+                    task = next(tasks, _END)
+                    if task is _END:
+                        exhausted = True
+                    elif task is None:
+                        break
+                    elif stop.requested:  # Ctrl-C while the task was being made: it never starts
+                        yield RunResult(task.key, task.path, "interrupted")
+                    else:
+                        pool.assign(task)
+                if not pool.busy and (exhausted or stop.requested):
+                    break
+                yield from pool.collect(POLL_S, stopping=stop.requested)
+        finally:
+            pool.shutdown(hard=stop.hard)
+    if stop.requested:
+        raise KeyboardInterrupt
+
+
+_END = object()
+
+
+def _run_inline(tasks: Iterator[RunTask | None]) -> Iterator[RunResult]:
+    state = {"running": False}
+
+    def interrupt() -> None:
+        if state["running"]:
+            raise KeyboardInterrupt  # into the trainer: it marks the run interrupted and keeps the files
+
+    with _StopSignals(interrupt) as stop:
+        while not stop.requested:
+            task = next(tasks, _END)
+            if task is _END:
+                break
+            if task is None:
+                time.sleep(POLL_S)
+                continue
+            state["running"] = True
+            try:
+                result = execute_run(task)
+            finally:
+                state["running"] = False
+            yield result
+            if result.status == "interrupted":  # Ctrl-C outside our handler (a test, a non-main thread)
+                stop.requested = True
+                break
+    if stop.requested:
+        raise KeyboardInterrupt
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM while running: the first calls `on_first` and sets `requested`; a second raises
+    KeyboardInterrupt at once (`hard`). Only in the main thread; elsewhere signals behave as usual."""
+
+    def __init__(self, on_first: Callable[[], None]):
+        self.on_first = on_first
+        self.requested = self.hard = False
+        self.saved: dict[int, Any] = {}
+
+    def handler(self, signum, frame) -> None:
+        if self.requested:
+            self.hard = True
+            raise KeyboardInterrupt
+        self.requested = True
+        self.on_first()
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self.handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self.saved.items():
+            signal.signal(sig, old)
+
+
+# ----------------------------------------------------------------------------------------------- processes
+class _Worker:
+    def __init__(self, ctx, results, threads: int | None):
+        self.tasks = ctx.Queue()
+        self.task: RunTask | None = None
+        self.proc = ctx.Process(
+            target=worker_main, args=(self.tasks, results, threads, os.getpid()), name="regbench-worker", daemon=True
+        )
+
+
+class _Pool:
+    def __init__(self, workers: int, threads: int | None):
+        import multiprocessing
+
+        self.ctx = multiprocessing.get_context("spawn")
+        self.results = self.ctx.Queue()
+        self.threads = threads
+        self.workers = [_Worker(self.ctx, self.results, threads) for _ in range(workers)]
+        self.started = False
+
+    def start(self) -> None:
+        with _sigint_ignored(), _worker_env(self.threads):  # both inherited through exec
+            for w in self.workers:
+                if not w.proc.is_alive() and w.proc.exitcode is None:
+                    w.proc.start()
+
+    @property
+    def idle(self) -> bool:
+        return any(w.task is None and (w.proc.is_alive() or not self.started) for w in self.workers)
+
+    @property
+    def busy(self) -> int:
+        return sum(w.task is not None for w in self.workers)
+
+    def assign(self, task: RunTask) -> None:
+        if not self.started:  # workers start with the first task: a finished sweep starts none
+            self.started = True
+            self.start()
+        w = next(w for w in self.workers if w.task is None)  # one that died is noticed by collect()
+        w.task = task
+        w.tasks.put(task)
+
+    def collect(self, timeout: float, stopping: bool) -> Iterator[RunResult]:
+        """Results that arrived within `timeout`; a worker that died mid-run yields a failed (or, while
+        stopping, interrupted) result and is replaced."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                pid, result = self.results.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            for w in self.workers:
+                if w.proc.pid == pid and w.task is not None and w.task.key == result.key:
+                    w.task = None
+            yield result
+            if time.monotonic() >= deadline:
+                break
+        for i, w in enumerate(self.workers):
+            if w.proc.is_alive() or w.proc.exitcode is None:
+                continue
+            if w.task is not None:
+                task, w.task = w.task, None
+                if stopping:
+                    yield RunResult(task.key, task.path, "interrupted")
+                else:
+                    why = f"the worker process died (exit code {w.proc.exitcode}; killed for memory?)"
+                    yield RunResult(task.key, task.path, "failed", why)
+            if not stopping:
+                self.workers[i] = _Worker(self.ctx, self.results, self.threads)
+                self.start()
+
+    def interrupt(self) -> None:
+        """Ask every worker to stop its run (one SIGINT each; a worker ignores any further one)."""
+        for w in self.workers:
+            if w.proc.is_alive():
+                with contextlib.suppress(OSError):
+                    os.kill(w.proc.pid, signal.SIGINT)
+
+    def shutdown(self, hard: bool = False) -> None:
+        for w in self.workers:
+            if w.proc.is_alive():
+                with contextlib.suppress(Exception):
+                    w.tasks.put(None)
+        deadline = time.monotonic() + (0.0 if hard else 30.0)
+        for w in self.workers:
+            if w.proc.pid is None:
+                continue
+            w.proc.join(max(0.0, deadline - time.monotonic()))
+            if w.proc.is_alive():
+                w.proc.terminate()
+                w.proc.join(5)
+        for q in [self.results, *(w.tasks for w in self.workers)]:
+            q.close()
+            q.cancel_join_thread()
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
+def _worker_env(threads: int | None):
+    """The workers' OpenMP settings (unless the user set them): `threads` each, and idle threads that sleep.
+
+    OpenMP threads spin while they wait; with more threads than free cores (several sweeps on one machine,
+    other jobs) a tiny model's step then takes ~10× longer. PASSIVE costs little when the cores are free.
+    """
+    wanted = {"OMP_WAIT_POLICY": "PASSIVE", **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    added = [k for k in wanted if k not in os.environ]
+    os.environ.update({k: wanted[k] for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def _one_shot_interrupt(signum, frame) -> None:
+    """A worker's first SIGINT stops its run; later ones are ignored so that the run's files are written."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGINT when the sweep process dies (even by SIGKILL), so an orphan stops its run cleanly."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def worker_main(tasks, results, threads: int | None, parent: int) -> None:
+    """A worker process: take a task, execute it, send the result; stop on None, Ctrl-C or a dead parent."""
+    signal.signal(signal.SIGINT, _one_shot_interrupt)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        while True:
+            if os.getppid() != parent:
+                return
+            try:
+                task = tasks.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if task is None:
+                return
+            result = execute_run(task)
+            results.put((os.getpid(), result))
+            if result.status == "interrupted":
+                return
+    except KeyboardInterrupt:
+        return
