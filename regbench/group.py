@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from .trainer import (
     take,
 )
 
+OnEpoch = Callable[[dict[str, Any]], None] | None
 MEMBER_VALUES = (
     "seed",
     "name",
@@ -133,21 +135,35 @@ def train_group(
 
 
 def fit_members(
-    cfgs: list[Config], setup: Setup, paths: list[Path], console: fmt.Printer, lang: str, stack: int | None = None
+    cfgs: list[Config],
+    setup: Setup,
+    paths: list[Path],
+    console: fmt.Printer,
+    lang: str,
+    stack: int | None = None,
+    callbacks: list[OnEpoch] | None = None,
 ) -> list[Fitted]:
-    """Fit every config into its run directory: stacked in chunks when they can stack, else one by one."""
+    """Fit every config into its run directory: stacked in chunks when they can stack, else one by one.
+
+    `callbacks[i]` (or None) is called with run i's metrics row after each epoch (a sweep's pruner); an
+    exception from it stops that run alone.
+    """
     from .trainer import fit
 
+    callbacks = callbacks or [None] * len(cfgs)
     if stack == 1 or not can_stack(cfgs):
-        return [fit(c, setup, p, fmt.Printer(console.quiet), lang) for c, p in zip(cfgs, paths, strict=True)]
+        items = zip(cfgs, paths, callbacks, strict=True)
+        return [fit(c, setup, p, fmt.Printer(console.quiet), lang, on_epoch=cb) for c, p, cb in items]
     size = min(stack or len(cfgs), max_members(cfgs[0], setup))
     fitted: list[Fitted] = []
-    for part in chunks(list(zip(cfgs, paths, strict=True)), size):
-        group_cfgs, group_paths = [c for c, _ in part], [p for _, p in part]
+    for part in chunks(list(zip(cfgs, paths, callbacks, strict=True)), size):
+        group_cfgs, group_paths, group_cbs = [c for c, _, _ in part], [p for _, p, _ in part], [cb for *_, cb in part]
         if len(part) == 1:
-            fitted.append(fit(group_cfgs[0], setup, group_paths[0], fmt.Printer(console.quiet), lang))
+            fitted.append(
+                fit(group_cfgs[0], setup, group_paths[0], fmt.Printer(console.quiet), lang, on_epoch=group_cbs[0])
+            )
         else:
-            fitted += fit_stacked(group_cfgs, setup, group_paths, console, lang)
+            fitted += fit_stacked(group_cfgs, setup, group_paths, console, lang, group_cbs)
     return fitted
 
 
@@ -229,8 +245,19 @@ def clip_members(params: list[torch.Tensor], max_norm: float) -> None:
             p.grad.mul_(coef.view(-1, *[1] * (p.dim() - 1)))
 
 
-def fit_stacked(cfgs: list[Config], setup: Setup, paths: list[Path], console: fmt.Printer, lang: str) -> list[Fitted]:
-    """Train K stackable configs as one stacked model; every member writes its own run directory."""
+def fit_stacked(
+    cfgs: list[Config],
+    setup: Setup,
+    paths: list[Path],
+    console: fmt.Printer,
+    lang: str,
+    callbacks: list[OnEpoch] | None = None,
+) -> list[Fitted]:
+    """Train K stackable configs as one stacked model; every member writes its own run directory.
+
+    `callbacks[m]` is called with member m's metrics row after each epoch; if it raises, member m stops
+    (status `pruned` for a sweep's Pruned, `failed` otherwise) and the others go on.
+    """
     k, cfg = len(cfgs), cfgs[0]
     device, info = setup.device, setup.info
     train_set, val_set, test_set = setup.splits["train"], setup.splits["val"], setup.splits["test"]
@@ -340,6 +367,14 @@ def fit_stacked(cfgs: list[Config], setup: Setup, paths: list[Path], console: fm
                     stop = member.end_epoch(epoch, start, losses[m], stats, lambda m=m: member_state(net, m))
                     sd = opt.member_state_dict(m, templates[m])
                     member.checkpoint(epoch, member_state(net, m), sd, rng_states(gens[m]))
+                    if callbacks and callbacks[m] is not None:
+                        try:
+                            callbacks[m](member.row)
+                        except Exception as e:  # stopped by its callback (a pruner): this member alone
+                            member.active = False
+                            member.close(stopped_status(e), str(e))
+                            freeze(m, opt, weight)
+                            continue
                     if stop:  # early stop: keep its weights from here on, frozen
                         member.active = False
                         final[m] = stopped_weights(net, m, member)
@@ -353,7 +388,7 @@ def fit_stacked(cfgs: list[Config], setup: Setup, paths: list[Path], console: fm
 
         # ---- test every member that did not diverge, with its tested weights in place
         for m, member in enumerate(members):
-            if member.summary["status"] == "diverged":
+            if member.summary["status"] != "running":  # diverged or stopped by its callback
                 continue
             last, tested = final.get(m) or stopped_weights(net, m, member)
             final[m] = (last, tested)
@@ -364,7 +399,7 @@ def fit_stacked(cfgs: list[Config], setup: Setup, paths: list[Path], console: fm
         test_s = int(time.perf_counter() - t_test)
         fitted = []
         for m, member in enumerate(members):
-            if member.summary["status"] == "diverged":
+            if member.summary["status"] != "running":
                 fitted.append(Fitted(net, member.summary, None))
                 continue
             results = {"test_loss": test_loss[m], "test_acc": test_acc[m], "test_probs": probs[m], "test_s": test_s}
@@ -389,6 +424,12 @@ def fit_stacked(cfgs: list[Config], setup: Setup, paths: list[Path], console: fm
             if member.summary["status"] == "running":
                 member.close("failed", f"{e.__class__.__name__}: {e}")
         raise
+
+
+def stopped_status(e: Exception) -> str:
+    from .runner import Pruned
+
+    return "pruned" if isinstance(e, Pruned) else "failed"
 
 
 def stopped_weights(net: Net, m: int, member: Member) -> tuple[dict, dict]:

@@ -11,8 +11,10 @@ Stopping: the first Ctrl-C (or SIGTERM) asks every worker to stop; each marks it
 KeyboardInterrupt is raised to the caller. A second Ctrl-C stops at once (workers are terminated; their
 runs continue from the last epoch's checkpoint next time).
 
-The stacked mode (several same-architecture configs trained side by side in one process, issue 12) is
-meant to plug in here, by grouping compatible tasks before they reach a worker; it is not implemented.
+Stacking: with `stack` > 1, up to that many waiting tasks are taken at once and those whose configs
+can train side by side (regbench.group: same architecture, data and schedule; different seed, lr,
+weight decay, L2/L1, dropout keep_prob or noise std) go to one worker as a group, trained as one stacked
+model; the rest run one by one. Each run still gets its own result and run directory.
 """
 
 from __future__ import annotations
@@ -52,6 +54,20 @@ class RunTask:
     config: dict[str, Any]
     path: str
     on_epoch: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass
+class GroupTask:
+    """Runs that train side by side in one worker (one stacked model)."""
+
+    tasks: list[RunTask]
+
+    @property
+    def key(self) -> str:
+        return "+".join(t.key for t in self.tasks)
+
+
+Unit = RunTask | GroupTask
 
 
 @dataclass
@@ -120,6 +136,80 @@ def execute_run(task: RunTask) -> RunResult:
     return RunResult(task.key, str(path), status, error, resumed=prior is not None, seconds=time.perf_counter() - t0)
 
 
+def execute(unit: Unit) -> list[RunResult]:
+    """Run a task, or a group side by side; never raises for a bad run."""
+    if isinstance(unit, RunTask):
+        return [execute_run(unit)]
+    return execute_group(unit.tasks)
+
+
+def execute_group(tasks: list[RunTask]) -> list[RunResult]:
+    """Train fresh runs of `tasks` side by side (regbench.group); finished ones are read back and
+    unfinished ones continue alone from their checkpoints, as `execute_run` does."""
+    from . import console as fmt
+    from . import trainer
+    from .config import load_config
+    from .group import fit_members
+    from .rundir import load_run
+
+    fresh = [t for t in tasks if not (Path(t.path) / "summary.json").is_file()]
+    results = {t.key: execute_run(t) for t in tasks if t not in fresh}
+    if fresh:
+        t0 = time.perf_counter()
+        status, error = None, None
+        try:
+            cfgs = [load_config(t.config) for t in fresh]
+            setup = trainer.prepare(cfgs[0])
+            for t in fresh:
+                Path(t.path).mkdir(parents=True, exist_ok=True)
+            paths = [Path(t.path) for t in fresh]
+            fit_members(cfgs, setup, paths, fmt.Printer(quiet=True), "ko", None, [t.on_epoch for t in fresh])
+        except KeyboardInterrupt:
+            status = "interrupted"
+        except Exception as e:  # a data error or torch error for the whole group: every run failed
+            status, error = "failed", f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        seconds = (time.perf_counter() - t0) / len(fresh)
+        for t in fresh:
+            run_status, run_error = status, error
+            with contextlib.suppress(RegbenchError):
+                run = load_run(t.path)
+                if run.status != "running" or status is None:
+                    run_status, run_error = run.status, run.summary.get("error")
+            results[t.key] = RunResult(t.key, t.path, run_status or "failed", run_error, seconds=seconds)
+    return [results[t.key] for t in tasks]
+
+
+def stack_units(tasks: Iterator[RunTask | None], stack: int) -> Iterator[Unit | None]:
+    """Take up to `stack` waiting tasks at a time and group those that can train side by side."""
+    from .config import load_config
+    from .group import stack_key
+
+    while True:
+        batch: list[RunTask] = []
+        ended = False
+        while len(batch) < stack:
+            task = next(tasks, _END)
+            if task is _END:
+                ended = True
+                break
+            if task is None:
+                break
+            batch.append(task)
+        groups: dict[str, list[RunTask]] = {}
+        for t in batch:
+            try:
+                key = stack_key(load_config(t.config))
+            except RegbenchError:
+                key = f"alone:{t.key}"  # the worker reports its config error
+            groups.setdefault(key, []).append(t)
+        for group in groups.values():
+            yield GroupTask(group) if len(group) > 1 else group[0]
+        if ended:
+            return
+        if not batch:
+            yield None
+
+
 def mark_pruned(path: Path, why: str) -> None:
     """The trainer marks a run stopped by its callback `failed`; a pruned run is finished, not failed."""
     from .rundir import SUMMARY, RunWriter
@@ -134,7 +224,9 @@ def mark_pruned(path: Path, why: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- many runs
-def run_trials(tasks: Iterable[RunTask | None], workers: int = 1, *, threads: int | None = None) -> Iterator[RunResult]:
+def run_trials(
+    tasks: Iterable[RunTask | None], workers: int = 1, *, threads: int | None = None, stack: int = 1
+) -> Iterator[RunResult]:
     """Execute `tasks` on `workers` processes (0: in this process) and yield each result as its run ends.
 
     `tasks` is consumed lazily, one task whenever a worker is free, so a caller can decide the next task
@@ -143,9 +235,10 @@ def run_trials(tasks: Iterable[RunTask | None], workers: int = 1, *, threads: in
     (default: the cores divided among the workers; a config's own `train.threads` still wins).
 
     On Ctrl-C or SIGTERM the runs in flight are stopped (status `interrupted`), their results yielded, and
-    KeyboardInterrupt is raised. Stacking several runs into one process (issue 12) would go here.
+    KeyboardInterrupt is raised. With `stack` > 1, compatible tasks train side by side in groups of up to
+    `stack` (see `stack_units`).
     """
-    tasks = iter(tasks)
+    tasks = stack_units(iter(tasks), stack) if stack > 1 else iter(tasks)
     if workers <= 0:
         yield from _run_inline(tasks)
         return
@@ -161,7 +254,7 @@ def run_trials(tasks: Iterable[RunTask | None], workers: int = 1, *, threads: in
                     elif task is None:
                         break
                     elif stop.requested:  # Ctrl-C while the task was being made: it never starts
-                        yield RunResult(task.key, task.path, "interrupted")
+                        yield from lost(task, "interrupted")
                     else:
                         pool.assign(task)
                 if not pool.busy and (exhausted or stop.requested):
@@ -176,7 +269,13 @@ def run_trials(tasks: Iterable[RunTask | None], workers: int = 1, *, threads: in
 _END = object()
 
 
-def _run_inline(tasks: Iterator[RunTask | None]) -> Iterator[RunResult]:
+def lost(unit: Unit, status: str, error: str | None = None) -> list[RunResult]:
+    """Results for a task or group that never ran or whose worker died."""
+    tasks = unit.tasks if isinstance(unit, GroupTask) else [unit]
+    return [RunResult(t.key, t.path, status, error) for t in tasks]
+
+
+def _run_inline(tasks: Iterator[Unit | None]) -> Iterator[RunResult]:
     state = {"running": False}
 
     def interrupt() -> None:
@@ -193,11 +292,11 @@ def _run_inline(tasks: Iterator[RunTask | None]) -> Iterator[RunResult]:
                 continue
             state["running"] = True
             try:
-                result = execute_run(task)
+                results = execute(task)
             finally:
                 state["running"] = False
-            yield result
-            if result.status == "interrupted":  # Ctrl-C outside our handler (a test, a non-main thread)
+            yield from results
+            if any(r.status == "interrupted" for r in results):  # Ctrl-C outside our handler (a test, ...)
                 stop.requested = True
                 break
     if stop.requested:
@@ -235,7 +334,7 @@ class _StopSignals:
 class _Worker:
     def __init__(self, ctx, results, threads: int | None):
         self.tasks = ctx.Queue()
-        self.task: RunTask | None = None
+        self.task: Unit | None = None
         self.proc = ctx.Process(
             target=worker_main, args=(self.tasks, results, threads, os.getpid()), name="regbench-worker", daemon=True
         )
@@ -265,7 +364,7 @@ class _Pool:
     def busy(self) -> int:
         return sum(w.task is not None for w in self.workers)
 
-    def assign(self, task: RunTask) -> None:
+    def assign(self, task: Unit) -> None:
         if not self.started:  # workers start with the first task: a finished sweep starts none
             self.started = True
             self.start()
@@ -279,13 +378,13 @@ class _Pool:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                pid, result = self.results.get(timeout=max(0.0, deadline - time.monotonic()))
+                pid, key, results = self.results.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             for w in self.workers:
-                if w.proc.pid == pid and w.task is not None and w.task.key == result.key:
+                if w.proc.pid == pid and w.task is not None and w.task.key == key:
                     w.task = None
-            yield result
+            yield from results
             if time.monotonic() >= deadline:
                 break
         for i, w in enumerate(self.workers):
@@ -294,10 +393,10 @@ class _Pool:
             if w.task is not None:
                 task, w.task = w.task, None
                 if stopping:
-                    yield RunResult(task.key, task.path, "interrupted")
+                    yield from lost(task, "interrupted")
                 else:
                     why = f"the worker process died (exit code {w.proc.exitcode}; killed for memory?)"
-                    yield RunResult(task.key, task.path, "failed", why)
+                    yield from lost(task, "failed", why)
             if not stopping:
                 self.workers[i] = _Worker(self.ctx, self.results, self.threads)
                 self.start()
@@ -391,9 +490,9 @@ def worker_main(tasks, results, threads: int | None, parent: int) -> None:
                 continue
             if task is None:
                 return
-            result = execute_run(task)
-            results.put((os.getpid(), result))
-            if result.status == "interrupted":
+            done = execute(task)
+            results.put((os.getpid(), task.key, done))
+            if any(r.status == "interrupted" for r in done):
                 return
     except KeyboardInterrupt:
         return

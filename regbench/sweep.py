@@ -48,6 +48,7 @@ LABELS = {"optimizer.lr": "lr", "regularizer.l2_decay": "weight decay", "optimiz
 KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 INDEX, SPEC, STUDY_DB, LOCK = "sweep.json", "sweep.yaml", "study.db", ".sweep.lock"
 HEADER = "===== Hyper-Parameter Optimization Result ====="
+DEFAULT_STACK = 32  # runs per stacked model in a sweep (`--stack K`; memory bounds it too)
 
 
 class SweepError(RegbenchError):
@@ -787,8 +788,14 @@ def run_sweep(
     workers: int = 1,
     storage: str | None = None,
     say=print,
+    stack: int = DEFAULT_STACK,
 ) -> SweepReport:
     """Run (or continue) `sweep` into `<out>/<name>/` on `workers` processes (0: in this one).
+
+    Trials (and their seeds) whose configs differ only in per-member values (lr, weight decay, L2/L1,
+    dropout keep_prob, noise std, seed) train side by side, up to `stack` runs per stacked model (1: one
+    at a time); the rest run one by one. A sweep with `prune` trains one run at a time: the pruner
+    compares a trial with finished ones, and trials side by side finish together.
 
     Prints one line per finished trial in the homework's format through `say`. Several processes (on any
     machine, with a shared `storage` URL) may run the same sweep at once; each takes the next waiting
@@ -887,7 +894,8 @@ def run_sweep(
     interrupted = False
     study.start_heartbeat()
     try:
-        with contextlib.closing(run_trials(tasks(), workers)) as results:
+        stack = 1 if prune is not None else stack
+        with contextlib.closing(run_trials(tasks(), workers, stack=stack)) as results:
             for r in results:
                 slot = slot_of[r.key]
                 slot.results[r.key] = r

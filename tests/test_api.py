@@ -100,7 +100,13 @@ def test_cli_seeds_go_through_train_seeds(tmp_path, monkeypatch):
 
     monkeypatch.setattr(seeds, "train_seeds", fake)
     res = runner.invoke(app, ["train", str(cfg), "--seeds", "1,4,7", "--out", "x", "--lang", "en"])
-    assert res.exit_code == 0 and seen == {"values": [1, 4, 7], "out": Path("x"), "lang": "en", "quiet": False, "stack": None}
+    assert res.exit_code == 0 and seen == {
+        "values": [1, 4, 7],
+        "out": Path("x"),
+        "lang": "en",
+        "quiet": False,
+        "stack": None,
+    }
 
 
 def cli_error(args: list[str]) -> str:

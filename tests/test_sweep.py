@@ -255,7 +255,7 @@ def test_resume_after_ctrl_c_runs_only_the_missing_trials(tmp_path, monkeypatch)
 
     monkeypatch.setattr(runner_mod, "execute_run", interrupting)
     with pytest.raises(SweepInterrupted, match="interrupted: 2 of 6 trials finished"):
-        run_sweep(sweep, tmp_path / "out", workers=0, say=quiet)
+        run_sweep(sweep, tmp_path / "out", workers=0, say=quiet, stack=1)  # one run at a time
     d = tmp_path / "out" / "g6"
     statuses = {t["key"]: t["status"] for t in index(d)["trial_list"]}
     assert statuses == dict(
@@ -266,7 +266,7 @@ def test_resume_after_ctrl_c_runs_only_the_missing_trials(tmp_path, monkeypatch)
 
     calls.clear()
     monkeypatch.setattr(runner_mod, "execute_run", lambda task: calls.append(task.key) or real(task))
-    report = run_sweep(sweep, tmp_path / "out", workers=0, say=quiet)
+    report = run_sweep(sweep, tmp_path / "out", workers=0, say=quiet, stack=1)
     assert sorted(calls) == ["g6-t002-s1", "g6-t003-s1", "g6-t004-s1", "g6-t005-s1"]
     assert report.counts["completed"] == 6
     resumed = load_run(d / "g6-t002-s1")
@@ -528,3 +528,23 @@ def test_run_trials_turns_every_bad_run_into_a_result(tmp_path):
     assert "train.epochs: must be between 1 and 1000000" in results["bad"].error
     again = list(runner_mod.run_trials(tasks[:1], workers=0))
     assert again[0].reused and again[0].status == "completed"
+
+
+def test_trials_that_share_an_architecture_train_side_by_side(tmp_path, monkeypatch):
+    """The default sweep stacks compatible trials (here all six) and gets what one run at a time gets."""
+    from regbench import group
+
+    stacked_calls = []
+    real = group.fit_stacked
+    monkeypatch.setattr(
+        group, "fit_stacked", lambda cfgs, *a, **k: stacked_calls.append(len(cfgs)) or real(cfgs, *a, **k)
+    )
+    sweep = load_sweep(sweep_file(tmp_path, GRID6))
+    stacked = run_sweep(sweep, tmp_path / "a", workers=0, say=quiet)
+    alone = run_sweep(sweep, tmp_path / "b", workers=0, say=quiet, stack=1)
+    assert stacked_calls == [6]
+    assert [v.status for v in stacked.views] == ["completed"] * 6
+    for a, b in zip(stacked.views, alone.views, strict=True):
+        assert a.params == b.params and a.value == pytest.approx(b.value, abs=0.02)
+        ra, rb = load_run(tmp_path / "a" / "g6" / f"g6-{a.key}-s1"), load_run(tmp_path / "b" / "g6" / f"g6-{b.key}-s1")
+        assert [m["train_loss"] for m in ra.metrics] == pytest.approx([m["train_loss"] for m in rb.metrics], rel=2e-4)

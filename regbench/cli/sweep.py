@@ -47,6 +47,16 @@ def sweep(
     plot: Annotated[
         Path | None, typer.Option("--plot", metavar="FILE.png", help="Save the learning curves of the table's trials.")
     ] = None,
+    stack: Annotated[
+        int,
+        typer.Option(
+            "--stack",
+            min=1,
+            help="Trials that share an architecture train side by side, up to K runs per stacked model "
+            "(memory bounds it too).",
+        ),
+    ] = lib.DEFAULT_STACK,
+    no_stack: Annotated[bool, typer.Option("--no-stack", help="Train every run on its own.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per finished trial.")] = False,
 ) -> None:
     """Train every trial of a sweep as a run directory under OUT/<name>/, then print the ranked list in the
@@ -68,7 +78,8 @@ def sweep(
         return
     say = (lambda _line: None) if quiet else typer.echo
     try:
-        report = guarded(lib.run_sweep, spec, out, workers=workers, storage=storage, say=say)
+        stack = 1 if no_stack else stack
+        report = guarded(lib.run_sweep, spec, out, workers=workers, storage=storage, say=say, stack=stack)
     except KeyboardInterrupt:  # before any trial started (while opening the study)
         raise fail("interrupted; nothing was started", 130) from None
     show(report, top, table, plot)
