@@ -387,6 +387,9 @@ def fit_stacked(
                     break
 
         # ---- test every member that did not diverge, with its tested weights in place
+        for member in members:
+            if member.summary["status"] == "running":
+                member.end_training()
         for m, member in enumerate(members):
             if member.summary["status"] != "running":  # diverged or stopped by its callback
                 continue

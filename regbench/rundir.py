@@ -10,6 +10,7 @@ import io
 import json
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,12 +90,60 @@ def create_run_dir(out: str | Path, name: str, stamp: float | None = None) -> Pa
     raise RunDirError(f"{parent}: too many runs named {base}")
 
 
+def snapshot(obj: Any) -> Any:
+    """A copy that later in-place updates cannot reach: tensors cloned (on the CPU), containers rebuilt."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(snapshot(v) for v in obj)
+    return obj
+
+
+class Background:
+    """One writer thread for the per-epoch checkpoint and summary: serializing and writing them overlaps
+    the next epoch's training instead of adding to it. Jobs run in order; a job's error (a full disk) is
+    raised in the training thread at the next submit or at `flush`."""
+
+    _pool: ThreadPoolExecutor | None = None  # one thread for every run of the process, started on first use
+
+    def __init__(self):
+        self.pending: list[Future] = []
+
+    def submit(self, fn, *args) -> None:
+        self.check()
+        if Background._pool is None:
+            Background._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="regbench-writer")
+        self.pending.append(Background._pool.submit(fn, *args))
+
+    def check(self) -> None:
+        done = [f for f in self.pending if f.done()]
+        self.pending = [f for f in self.pending if not f.done()]
+        for f in done:
+            f.result()  # re-raises the job's error here
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        errors = []
+        for f in pending:
+            try:
+                f.result()
+            except BaseException as e:  # all jobs finish; the first error is raised
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+
 class RunWriter:
-    """Writes one run directory; metrics rows are kept in memory and the file is rewritten whole each epoch."""
+    """Writes one run directory. Metrics and step rows are appended line by line; the checkpoint and the
+    per-epoch summary are written by a background thread (`flush` waits for them); everything else, and
+    every write after `flush`, is immediate."""
 
     def __init__(self, path: Path):
         self.path = path
         self.rows: list[dict[str, Any]] = []
+        self.background = Background()
 
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write(self.path / CONFIG, config_yaml(config).encode())
@@ -117,21 +166,33 @@ class RunWriter:
             atomic_write(self.path / STEPS, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Everything needed to continue after an epoch, written atomically."""
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write(self.path / CHECKPOINT, buf.getvalue())
+        """Everything needed to continue after an epoch: copied now, serialized and written atomically in
+        the background (so it may land a moment after this returns; it is always whole)."""
+        self.background.submit(self._write_torch, snapshot(state), self.path / CHECKPOINT)
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write(self.path / SUMMARY, (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode())
+    def write_summary(self, summary: dict[str, Any], now: bool = False) -> None:
+        data = (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode()
+        if now:
+            self.flush()
+            atomic_write(self.path / SUMMARY, data)
+        else:
+            self.background.submit(atomic_write, self.path / SUMMARY, data)
 
     def save_model(self, state_dict: dict[str, torch.Tensor], name: str = MODEL) -> None:
-        buf = io.BytesIO()
-        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, buf)
-        atomic_write(self.path / name, buf.getvalue())
+        self._write_torch({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, self.path / name)
 
     def write_log(self, lines: list[str]) -> None:
         atomic_write(self.path / LOG, ("\n".join(lines) + "\n").encode())
+
+    def flush(self) -> None:
+        """Wait for the background writes; raises the first one's error."""
+        self.background.flush()
+
+    @staticmethod
+    def _write_torch(obj: Any, file: Path) -> None:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        atomic_write(file, buf.getvalue())
 
 
 @dataclass(repr=False)

@@ -220,7 +220,7 @@ def mark_pruned(path: Path, why: str) -> None:
         return
     summary.pop("error", None)
     summary.update(status="pruned", pruned=why)
-    RunWriter(path).write_summary(summary)
+    RunWriter(path).write_summary(summary, now=True)
 
 
 # ----------------------------------------------------------------------------------------------- many runs

@@ -278,7 +278,7 @@ class Member:
             if self.keep_best and (path / "best.pt").is_file():
                 self.best_state = torch.load(path / "best.pt", map_location=setup.device, weights_only=True)
             self.first_epoch, t_offset = ckpt["epoch"] + 1, ckpt["summary"].get("train_s", 0.0)
-        self.writer.write_summary(self.summary)
+        self.writer.write_summary(self.summary, now=True)
         self.t0 = self.t_report = time.perf_counter() - t_offset
 
     def diverged_message(self, epoch: int, start: int, losses: torch.Tensor) -> str:
@@ -341,14 +341,18 @@ class Member:
         self.writer.save_checkpoint(state)
         self.writer.write_summary(self.summary)
 
+    def end_training(self) -> None:
+        """The training loop is over: its time (tests excluded, as the book's `train ended in N secs`)."""
+        self.train_s = time.perf_counter() - self.t0
+        self.say(fmt.train_ended(self.cfg.name, int(self.train_s)))
+
     def finish(
         self, last: dict, tested: dict, results: dict[str, Any], info: DataInfo, lang: str, report_test: bool = True
     ) -> None:
         """Save the last weights, print the book's test report, samples and parameter statistics (only
         saved, not printed, with `report_test=False`)."""
         cfg, summary, say = self.cfg, self.summary, self.say
-        train_s = time.perf_counter() - self.t0
-        say(fmt.train_ended(cfg.name, int(train_s)))
+        train_s = self.train_s
         self.writer.save_model(last)
         if tested is not last:
             summary["tested"] = f"best (epoch {summary['best_epoch']})"
@@ -376,7 +380,7 @@ class Member:
         if error is not None:
             self.summary["error"] = error
         self.summary["ended_at"] = now_iso()
-        self.writer.write_summary(self.summary)
+        self.writer.write_summary(self.summary, now=True)
         self.writer.write_log(self.say.lines)
 
 
@@ -468,6 +472,7 @@ def fit(
                     break
 
         # -------------------------------------------------------------------------------- test and report
+        member.end_training()
         last = {k: v.detach().clone() for k, v in net.state_dict().items()}
         tested = last
         if tc.test_on == "best" and member.best_state is not None:
@@ -597,7 +602,7 @@ def train_ensemble(
     writer.write_config(cfg.to_dict())
     summary: dict[str, Any] = {"name": cfg.name, "status": "running", "seed": cfg.seed, "device": str(setup.device)}
     summary.update(started_at=now_iso(), ensemble={"members": []}, versions=versions())
-    writer.write_summary(summary)
+    writer.write_summary(summary, now=True)
     (path / "members").mkdir(exist_ok=True)
     t0 = time.perf_counter()
     cfgs = [
@@ -661,7 +666,7 @@ def train_ensemble(
         summary["ended_at"] = now_iso()
         done_dirs = [d for d in dirs if (d / "summary.json").is_file()]
         summary["epochs_done"] = min((load_run(d).summary.get("epochs_done", 0) for d in done_dirs), default=0)
-        writer.write_summary(summary)
+        writer.write_summary(summary, now=True)
         writer.write_log(say.lines)
 
 

@@ -362,7 +362,7 @@ def test_two_processes_share_one_sqlite_study_and_never_run_a_trial_twice(tmp_pa
 
     def start(out: str):
         cmd = [sys.executable, "-m", "regbench", "sweep", str(path), "--out", str(tmp_path / out)]
-        cmd += ["--workers", "0", "--storage", storage, "--table", "0"]
+        cmd += ["--workers", "0", "--storage", storage, "--table", "0", "--stack", "2"]  # small batches: both claim
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     procs = [start("a"), start("b")]
