@@ -183,6 +183,8 @@ class TrainConfig:
     test_on: Literal["last", "best"] = "last"  # test the last epoch's weights or the best val epoch's
     ensemble: int = 1  # N members (seeds seed, seed+1, …); tests the averaged softmax of the first k
     clip_grad_norm: float | None = None  # clip the global gradient norm to this value every step
+    checkpoint_every: float = 0.5  # seconds: checkpoint after an epoch once this long since the last one
+    # (and after the last epoch); 0 = after every epoch. Short epochs then cost no checkpoint each
 
     def __post_init__(self):
         require(1 <= self.epochs <= 1_000_000, "epochs", "must be between 1 and 1000000", self.epochs)
@@ -197,6 +199,7 @@ class TrainConfig:
         require(1 <= self.ensemble <= 1000, "ensemble", "must be between 1 and 1000", self.ensemble)
         clip = self.clip_grad_norm
         require(clip is None or clip > 0, "clip_grad_norm", "must be > 0 or null", clip)
+        require(self.checkpoint_every >= 0, "checkpoint_every", "must be ≥ 0 seconds", self.checkpoint_every)
 
 
 @dataclass(frozen=True)

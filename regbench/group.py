@@ -365,8 +365,9 @@ def fit_stacked(
                     lr = lr_at(mo, (start + n_steps - 1) / steps, total_steps / steps) if scheduled else mo.lr
                     stats.update(lr=lr, steps_s=t_steps - t_epoch, eval_s=t_eval - t_steps)
                     stop = member.end_epoch(epoch, start, losses[m], stats, lambda m=m: member_state(net, m))
-                    sd = opt.member_state_dict(m, templates[m])
-                    member.checkpoint(epoch, member_state(net, m), sd, rng_states(gens[m]))
+                    if member.checkpoint_due(stop or epoch == epochs):
+                        sd = opt.member_state_dict(m, templates[m])
+                        member.checkpoint(epoch, member_state(net, m), sd, rng_states(gens[m]))
                     if callbacks and callbacks[m] is not None:
                         try:
                             callbacks[m](member.row)

@@ -91,13 +91,14 @@ def create_run_dir(out: str | Path, name: str, stamp: float | None = None) -> Pa
 
 
 def snapshot(obj: Any) -> Any:
-    """A copy that later in-place updates cannot reach: tensors cloned (on the CPU), containers rebuilt."""
+    """A copy that later in-place updates cannot reach: tensors cloned (on the CPU), dicts rebuilt, lists
+    copied shallowly (the trainer appends to its lists but never changes an element), tuples kept."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
         return {k: snapshot(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(snapshot(v) for v in obj)
+    if isinstance(obj, list):
+        return [snapshot(v) for v in obj] if obj and isinstance(obj[0], torch.Tensor) else list(obj)
     return obj
 
 

@@ -37,7 +37,7 @@ data: {name: synthetic, count: 3000, classes: 4}
 model:
   layers: [[noise, {std: 0.05}], [conv, {ksize: 3, chn: 6}], [batch_normal], [max, {stride: 2}], [dropout, {keep_prob: 0.8}], 24]
 optimizer: {name: adam, lr: 0.003, schedule: cosine}
-train: {epochs: 4, batch_size: 10, threads: 1, log_every: 7, show: 2, early_stop: {patience: 10}, test_on: best}
+train: {epochs: 4, batch_size: 10, threads: 1, log_every: 7, show: 2, early_stop: {patience: 10}, test_on: best, checkpoint_every: 0}
 """
 
 
@@ -91,18 +91,18 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
 def test_ctrl_c_then_resume_in_process(runs, monkeypatch):
     cfg = tiny(train__epochs=3, model__layers=[["conv", {"ksize": 3, "chn": 4}], ["dropout", {"keep_prob": 0.5}], 8])
     whole = regbench.train(cfg, runs / "a", quiet=True)
-    calls, real = {"n": 0}, trainer.head_correct
+    calls, real = {"n": 0}, trainer.head_loss
 
-    def interrupt(*a):
+    def interrupt(*a, **k):
         calls["n"] += 1
         if calls["n"] == 17:  # epoch 2 of 12-step epochs
             raise KeyboardInterrupt
-        return real(*a)
+        return real(*a, **k)
 
-    monkeypatch.setattr(trainer, "head_correct", interrupt)
+    monkeypatch.setattr(trainer, "head_loss", interrupt)
     with pytest.raises(KeyboardInterrupt):
         regbench.train(cfg, runs / "b", quiet=True)
-    monkeypatch.setattr(trainer, "head_correct", real)
+    monkeypatch.setattr(trainer, "head_loss", real)
     (path,) = (runs / "b").iterdir()
     assert load_run(path).status == "interrupted"
     resumed = trainer.resume(path, quiet=True)
@@ -112,18 +112,18 @@ def test_ctrl_c_then_resume_in_process(runs, monkeypatch):
 def test_resume_of_an_ensemble_keeps_finished_members(runs, monkeypatch):
     cfg = tiny(train__ensemble=3)
     whole = regbench.train(cfg, runs / "a", quiet=True, stack=1)  # one member after another
-    calls, real = {"n": 0}, trainer.head_correct
+    calls, real = {"n": 0}, trainer.head_loss
 
-    def interrupt(*a):
+    def interrupt(*a, **k):
         calls["n"] += 1
         if calls["n"] == 24 + 30:  # in the third member's first epoch
             raise KeyboardInterrupt
-        return real(*a)
+        return real(*a, **k)
 
-    monkeypatch.setattr(trainer, "head_correct", interrupt)
+    monkeypatch.setattr(trainer, "head_loss", interrupt)
     with pytest.raises(KeyboardInterrupt):
         regbench.train(cfg, runs / "b", quiet=True, stack=1)
-    monkeypatch.setattr(trainer, "head_correct", real)
+    monkeypatch.setattr(trainer, "head_loss", real)
     (path,) = (runs / "b").iterdir()
     statuses = [load_run(d).status for d in sorted((path / "members").iterdir())]
     assert statuses == ["completed", "completed", "interrupted"]
@@ -138,11 +138,11 @@ def test_resume_of_a_stacked_ensemble_continues_every_member(runs, monkeypatch):
     whole = regbench.train(cfg, runs / "a", quiet=True)
     calls, real = {"n": 0}, group.member_correct
 
-    def interrupt(*a):
+    def interrupt(*a, **k):
         calls["n"] += 1
         if calls["n"] == 15:  # epoch 2 of the stacked members
             raise KeyboardInterrupt
-        return real(*a)
+        return real(*a, **k)
 
     monkeypatch.setattr(group, "member_correct", interrupt)
     with pytest.raises(KeyboardInterrupt):
@@ -191,7 +191,7 @@ def test_divergence_keeps_the_last_good_checkpoint(runs, monkeypatch):
 
     monkeypatch.setattr(trainer, "head_loss", nan_later)
     with pytest.raises(DivergedError, match=r"epoch 3, step 6 \(step 23 of the run\)"):
-        regbench.train(tiny(train__epochs=4), runs, quiet=True)
+        regbench.train(tiny(train__epochs=4, train__checkpoint_every=0), runs, quiet=True)
     (path,) = runs.iterdir()
     ckpt = load_checkpoint(path)
     assert load_run(path).status == "diverged" and ckpt["epoch"] == 2
@@ -469,3 +469,15 @@ def test_a_full_disk_mid_run_is_one_line_and_keeps_written_files_valid(runs, mon
     assert run.config["name"] == "tiny" and run.metrics and all("epoch" in m for m in run.metrics)
     json.loads((path / "summary.json").read_text())
     assert not list(path.glob(".*.tmp"))
+
+
+def test_checkpoint_cadence(runs, monkeypatch):
+    """After every epoch with checkpoint_every: 0; by default at most every 0.5 s, and always after the last."""
+    calls = []
+    real = trainer.Member.checkpoint
+    monkeypatch.setattr(trainer.Member, "checkpoint", lambda self, epoch, *a: calls.append(epoch) or real(self, epoch, *a))
+    every = regbench.train(tiny(train__epochs=5, train__checkpoint_every=0), runs, quiet=True)
+    assert calls == [1, 2, 3, 4, 5] and load_checkpoint(every.path)["epoch"] == 5
+    calls.clear()
+    throttled = regbench.train(tiny(train__epochs=5), runs, quiet=True)  # epochs of milliseconds
+    assert calls[-1] == 5 and len(calls) < 5 and load_checkpoint(throttled.path)["epoch"] == 5

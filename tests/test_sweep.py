@@ -38,7 +38,7 @@ base:
   data: {name: digits, limit: {train: 100, val: 50, test: 50}}
   model: {layers: [16]}
   optimizer: {name: sgd, lr: 0.1}
-  train: {epochs: EPOCHS, batch_size: 20, report: 0, show: 0}
+  train: {epochs: EPOCHS, batch_size: 20, report: 0, show: 0, checkpoint_every: 0}  # every epoch: resumes are exact to the epoch
 """
 GRID6 = """
 name: g6

@@ -150,15 +150,15 @@ def test_interrupt_marks_the_run_and_keeps_valid_files(runs, monkeypatch):
     from regbench import trainer
 
     calls = {"n": 0}
-    real = trainer.head_correct
+    real = trainer.head_loss
 
-    def interrupt_later(*a):
+    def interrupt_later(*a, **k):
         calls["n"] += 1
         if calls["n"] == 15:  # in epoch 2
             raise KeyboardInterrupt
-        return real(*a)
+        return real(*a, **k)
 
-    monkeypatch.setattr(trainer, "head_correct", interrupt_later)
+    monkeypatch.setattr(trainer, "head_loss", interrupt_later)
     with pytest.raises(KeyboardInterrupt):
         regbench.train(tiny(), runs, quiet=True)
     (path,) = runs.iterdir()
