@@ -173,6 +173,8 @@ class StackedRegularizer:
         self.weights = weights
         self.l2 = [per_member([c.l2_decay for c in cfgs], w) for w in weights]
         self.l1 = [per_member([c.l1_decay for c in cfgs], w) for w in weights]
+        self.l2_k = torch.tensor([c.l2_decay for c in cfgs], device=weights[0].device) if weights else None
+        self.l1_k = torch.tensor([c.l1_decay for c in cfgs], device=weights[0].device) if weights else None
         self.use_l2 = any(c.l2_decay > 0 for c in cfgs)
         self.use_l1 = any(c.l1_decay > 0 for c in cfgs)
         self.active = bool(weights) and (self.use_l2 or self.use_l1)
@@ -181,12 +183,12 @@ class StackedRegularizer:
         """Per-member loss terms (K,) in `penalty` mode: l2/2·Σw² + l1·Σ|w|; None otherwise."""
         if not self.active or self.mode != "penalty":
             return None
+        flat = [w.flatten(1) for w in self.weights]
         total = 0
-        for w, l2, l1 in zip(self.weights, self.l2, self.l1, strict=True):
-            if self.use_l2:
-                total = total + 0.5 * (l2 * w * w).flatten(1).sum(1)
-            if self.use_l1:
-                total = total + (l1 * w.abs()).flatten(1).sum(1)
+        if self.use_l2:  # one fused reduction per weight, then the (K,) strengths
+            total = total + 0.5 * self.l2_k * sum(torch.linalg.vector_norm(f, 2, dim=1).square() for f in flat)
+        if self.use_l1:
+            total = total + self.l1_k * sum(torch.linalg.vector_norm(f, 1, dim=1) for f in flat)
         return total
 
     @torch.no_grad()

@@ -136,7 +136,7 @@ def test_resume_of_a_stacked_ensemble_continues_every_member(runs, monkeypatch):
 
     cfg = tiny(train__ensemble=3, train__epochs=3)
     whole = regbench.train(cfg, runs / "a", quiet=True)
-    calls, real = {"n": 0}, group.member_correct
+    calls, real = {"n": 0}, group.member_losses
 
     def interrupt(*a, **k):
         calls["n"] += 1
@@ -144,10 +144,10 @@ def test_resume_of_a_stacked_ensemble_continues_every_member(runs, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(group, "member_correct", interrupt)
+    monkeypatch.setattr(group, "member_losses", interrupt)
     with pytest.raises(KeyboardInterrupt):
         regbench.train(cfg, runs / "b", quiet=True)
-    monkeypatch.setattr(group, "member_correct", real)
+    monkeypatch.setattr(group, "member_losses", real)
     (path,) = (runs / "b").iterdir()
     assert {load_run(d).status for d in (path / "members").iterdir()} == {"interrupted"}
     resumed = trainer.resume(path, quiet=True)  # each member continues from its own checkpoint
