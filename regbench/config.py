@@ -183,6 +183,7 @@ class TrainConfig:
     test_on: Literal["last", "best"] = "last"  # test the last epoch's weights or the best val epoch's
     ensemble: int = 1  # N members (seeds seed, seed+1, …); tests the averaged softmax of the first k
     clip_grad_norm: float | None = None  # clip the global gradient norm to this value every step
+    amp: Literal["none", "bf16"] = "none"  # bf16: forward and loss under torch.autocast (for CUDA; CPU works too)
     checkpoint_every: float = 0.5  # seconds: checkpoint after an epoch once this long since the last one
     # (and after the last epoch); 0 = after every epoch. Short epochs then cost no checkpoint each
 

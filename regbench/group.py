@@ -320,8 +320,9 @@ def fit_stacked(
                                 for part, g in zip(x.view(k, -1, *x.shape[1:]), gens, strict=True)
                             ]
                         )
-                    logits = net(stack_input(x, k))
-                    loss = member_losses(net, logits, y)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.amp == "bf16"):
+                        logits = net(stack_input(x, k))
+                        loss = member_losses(net, logits, y)
                     penalty = reg.penalty()
                     if penalty is not None:
                         loss = loss + penalty

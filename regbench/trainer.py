@@ -530,6 +530,7 @@ def run_epoch(cfg, net, opt, reg, params, data, gens, augment, start, n_steps, s
     tc, oc = cfg.train, cfg.optimizer
     device, bs = data.x.device, min(tc.batch_size, data.n)
     scheduled = oc.schedule != "none" or oc.warmup > 0
+    amp = tc.amp == "bf16"
     norm_every = -(-steps // GRAD_NORM_SAMPLES)
     first_weight = weights_and_kernels(net)[0]  # its gradient shows vanishing gradients in deep sigmoid nets
     perm = torch.randperm(data.n, generator=gens["order"], device=device)
@@ -543,8 +544,9 @@ def run_epoch(cfg, net, opt, reg, params, data, gens, augment, start, n_steps, s
         x, y = take(data.x, idx), data.y.index_select(0, idx)
         if augment is not None:  # data.augment: random per-sample transforms, on the device
             x = augment(x, gens["augment"])
-        logits = net(x)
-        loss = head_loss(net, logits, y)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = net(x)
+            loss = head_loss(net, logits, y)
         penalty = reg.penalty()
         if penalty is not None:
             loss = loss + penalty

@@ -223,3 +223,17 @@ def test_splits_are_disjoint_and_follow_the_books_ratios():
 def test_cuda_run_matches_the_contract(runs):
     run = regbench.train(tiny(train__device="cuda"), runs, quiet=True)
     assert run.summary["device"].startswith("cuda") and run.status == "completed"
+
+
+def test_bf16_autocast_trains(runs):
+    """train.amp: bf16 runs forward and loss under autocast (meant for CUDA; CPU autocast works too)."""
+    run = regbench.train(tiny(train__amp="bf16", train__epochs=3, data__count=300), runs, quiet=True)
+    assert run.status == "completed" and run.metrics[-1]["train_loss"] < run.metrics[0]["train_loss"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_stacked_and_bf16(runs):
+    from regbench.group import train_group
+
+    cfgs = [tiny(train__device="cuda", train__amp="bf16", seed=s) for s in (1, 2)]
+    assert [r.status for r in train_group(cfgs, runs, quiet=True)] == ["completed", "completed"]
