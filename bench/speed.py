@@ -186,7 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="one timed repeat, fewer epochs (a smoke run)")
-    every = [*CASES, "stack16", "search100"]
+    every = [*CASES, "demo", "stack16", "search100"]
     parser.add_argument("--cases", default=",".join(every), help="comma-separated subset of: " + ", ".join(every))
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -228,6 +228,14 @@ def main() -> None:
             print(f"RESULT overhead {device.type} percent={percent:.1f}{mark}", flush=True)
             if mark:
                 failed.append("overhead")
+        if "demo" in args.cases:  # `make demo`: the digits CNN to ≥ 0.9 test accuracy in < 10 s of training
+            run = regbench.train(load_config("configs/digits_cnn.yaml", {"train.device": args.device}), out, quiet=True)
+            ok = run.summary["test_acc"] >= 0.9 and run.summary["train_s"] < 10
+            failed += [] if ok else ["demo"]
+            mark = "" if ok else "  # MISSED target test_acc>=0.9 in <10 s"
+            print(
+                f"RESULT demo {device.type} train_s={run.summary['train_s']:.1f} test_acc={run.summary['test_acc']:.3f}{mark}"
+            )
         if "stack16" in args.cases:
             a, b = stack16(args.device, args.quick, out)
             mark = "" if a / b >= STACK_TARGETS["stack16"] else f"  # MISSED target {STACK_TARGETS['stack16']}x"
