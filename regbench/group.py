@@ -285,6 +285,8 @@ def fit_stacked(
     total_steps = tc.iterations or steps * tc.epochs
     epochs = math.ceil(total_steps / steps)
     members = [Member(c, setup, p, fmt.Printer(True), epochs) for c, p in zip(cfgs, paths, strict=True)]
+    for member in members:  # its train_s is the whole group's wall time
+        member.summary["side_by_side"] = k
     weight = torch.ones(k, device=device)  # a frozen member's loss counts 0
     norm_every = max(1, steps // GRAD_NORM_SAMPLES)
     scheduled = oc.schedule != "none" or oc.warmup > 0
