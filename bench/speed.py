@@ -64,12 +64,14 @@ CASES = {
     "digits_cnn_b128": ({"model": {"layers": DIGITS_CNN}, "train": {"batch_size": 128}}, 30, 1.25),
 }
 OVERHEAD_TARGET = 5.0  # percent of epoch time
+THREADS = torch.get_num_threads()  # every loop of the benchmark runs with torch's default thread count
 STACK_TARGETS = {"stack16": 4.0, "search100": 2.0}
 
 
 def config(case: str, device: str, epochs: int) -> regbench.Config:
     base, _, _ = CASES[case]
-    doc = {**base, "name": f"bench_{case}", "train": {**base["train"], "epochs": epochs, "device": device, "show": 0}}
+    train = {**base["train"], "epochs": epochs, "device": device, "show": 0, "threads": THREADS}  # as the tutorial's
+    doc = {**base, "name": f"bench_{case}", "train": train}
     return load_config(doc)
 
 

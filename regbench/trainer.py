@@ -31,7 +31,7 @@ from .errors import ConfigError, DivergedError, RunDirError
 from .model import Net, Row, build_model, init_weights, param_stats, weights_and_kernels
 from .optim import lr_at, make_optimizer
 from .regularize import Regularizer
-from .resources import check_fits
+from .resources import check_fits, free_cores
 from .rundir import METRICS, Run, RunWriter, create_run_dir, load_checkpoint, load_run, read_jsonl
 
 EVAL_BATCH = 512  # evaluation batch: large for speed, small enough for 96×96 images on a laptop
@@ -193,6 +193,8 @@ def prepare(cfg: Config) -> Setup:
     )
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    elif device.type == "cpu":
+        torch.set_num_threads(free_cores())  # spinning OpenMP threads on a busy core slow everything down
     data = load_data(cfg.data)
     needs_val = cfg.train.early_stop is not None or cfg.train.test_on == "best"
     if needs_val and data.size("val") == 0:
@@ -264,6 +266,7 @@ class Member:
                 "status": "running",
                 "seed": cfg.seed,
                 "device": str(setup.device),
+                "threads": torch.get_num_threads() if setup.device.type == "cpu" else None,
                 "started_at": now_iso(),
                 "epochs": epochs,
                 "epochs_done": 0,
