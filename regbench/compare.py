@@ -385,17 +385,26 @@ def parse_where(exprs: Sequence[str], runs: Sequence[Run] = ()) -> list[Conditio
     """
     out = []
     for expr in exprs:
+        if re.search(r"\s(or|OR)\s", expr):
+            raise CompareError(f"--where: 'or' is not supported in {expr.strip()!r}; conditions are joined by 'and'")
         for part in re.split(r"\s+and\s+", expr.strip()):
             m = CONDITION_RE.match(part)
-            if not part.strip() or not m or not m.group(3):
+            if not part.strip() or not m or not m.group(3) or m.group(3)[0] in "<>=!":
                 raise CompareError(
                     f"--where: cannot read {part.strip()!r}; expected KEY OP VALUE with OP one of "
                     "== != > >= < <= (e.g. regularizer.l2_decay>0), conditions joined by 'and'"
                 )
             key, op, raw = m.groups()
+            value = parse_value(raw)
+            if op not in ("==", "!=") and number(value) is None:
+                raise CompareError(f"--where: {part.strip()!r}: {op} needs a number, got {raw.strip()!r}")
+            if key == "n":
+                raise CompareError(
+                    "--where: n is the size of a seed group, known only after grouping; --where filters runs"
+                )
             if runs:
                 check_key(key, runs, "--where")
-            out.append(Condition(key, op, parse_value(raw), part.strip()))
+            out.append(Condition(key, op, value, part.strip()))
     return out
 
 
@@ -435,14 +444,31 @@ def group_key(run: Run) -> str:
     return json.dumps(cfg, sort_keys=True, default=str)
 
 
-def make_rows(runs: Sequence[Run], group: bool = True) -> list[Row]:
+def make_rows(runs: Sequence[Run], group: bool = True, warnings: list[str] | None = None) -> list[Row]:
     """One row per completed seed group (or per run with group=False) and one per run that is not completed
-    (running, failed, interrupted, diverged: shown alone with its status, never mixed into a mean)."""
+    (running, failed, interrupted, diverged: shown alone with its status, never mixed into a mean).
+
+    A seed counts once per group: when the same config was run twice with the same seed (identical
+    numbers on a CPU), only the newest run is kept and a warning names the others, so n and the
+    statistics are over distinct seeds.
+    """
     groups: dict[str, list[Run]] = {}
     for run in runs:
         key = group_key(run) if group and run.status == "completed" else f"run:{run.path.resolve()}"
         groups.setdefault(key, []).append(run)
-    rows = [Row("", members) for members in groups.values()]
+    rows = []
+    for members in groups.values():
+        by_seed: dict[Any, list[Run]] = {}
+        for run in members:
+            by_seed.setdefault(run.config.get("seed"), []).append(run)
+        kept = []
+        for seed, same in by_seed.items():
+            same.sort(key=lambda r: str(r.summary.get("ended_at") or r.summary.get("started_at") or ""))
+            kept.append(same[-1])
+            if len(same) > 1 and warnings is not None:
+                others = ", ".join(r.name for r in same[:-1])
+                warnings.append(f"seed {seed} of {same[-1].name} was also run as {others}; counted once (the newest)")
+        rows.append(Row("", sorted(kept, key=lambda r: str(r.path))))
     label_rows(rows)
     return rows
 
@@ -849,7 +875,7 @@ def compare(
     kept = [r for r in runs if all(c.matches(r) for c in conditions)]
     if conditions and not kept:
         warnings.append(f"no run matches --where {' and '.join(c.text for c in conditions)}")
-    rows = make_rows(sorted(kept, key=lambda r: str(r.path)), group=group)
+    rows = make_rows(sorted(kept, key=lambda r: str(r.path)), group=group, warnings=warnings)
     for row in rows:
         fill(row, cols, runs)
 

@@ -33,8 +33,27 @@ def require(ok: bool, field: str, message: str, value: Any = dataclasses.MISSING
         raise FieldError(field, message + got)
 
 
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, mark: Any):
+        self.key, self.mark = key, mark
+        super().__init__(f"duplicate key {key!r}")
+
+
 class Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`; users write `1e-3`)."""
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`; users write `1e-3`) and
+    refuses a key given twice in one mapping (YAML would silently keep the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise DuplicateKey(key, key_node.start_mark)
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                pass
+        return super().construct_mapping(node, deep)
 
 
 Loader.add_implicit_resolver(
@@ -55,6 +74,11 @@ def load_yaml(text: str, source: str) -> Any:
     """Parse YAML safely (no Python object tags); errors become a one-line ConfigError."""
     try:
         return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader subclass
+    except DuplicateKey as e:
+        line = f" at line {e.mark.line + 1}" if e.mark else ""
+        raise ConfigError(
+            f"key {e.key!r} is given twice in one mapping{line} (YAML would keep only the last)", source=source
+        ) from None
     except yaml.constructor.ConstructorError as e:
         tag = getattr(e, "problem", "") or ""
         line = f" (line {e.problem_mark.line + 1})" if getattr(e, "problem_mark", None) else ""

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import re
 import statistics
 import sys
 import types
@@ -361,3 +362,34 @@ def test_rich_table_hides_optional_columns_to_fit_and_escapes_labels(runs, tmp_p
     for i, lr in enumerate((0.01, 0.01, 0.1, 0.1)):
         fake_run(root / f"r{i}", seed=i, optimizer__lr=lr, summary={"test_acc": 0.5 + i / 10})
     assert "tiny [optimizer.lr=0.01]" in compare([root]).render("table")  # not eaten as Rich markup
+
+
+def test_a_seed_run_twice_counts_once_in_its_group(tmp_path):
+    """Re-running the same config and seed gives the same numbers on a CPU: it must not inflate n."""
+    from conftest import tiny
+
+    import regbench
+    from regbench.compare import compare
+
+    for seed in (1, 1, 2):
+        regbench.train(tiny(seed=seed, train__epochs=1), tmp_path / "r", quiet=True)
+    comp = compare([tmp_path / "r"])
+    (row,) = comp.rows
+    assert row.n == 2 and sorted(r.config["seed"] for r in row.runs) == [1, 2]
+    assert any("seed 1 of" in w and "counted once" in w for w in comp.warnings)
+
+
+@pytest.mark.parametrize(
+    "expr, message",
+    [
+        ("test_acc>>0.9", "cannot read 'test_acc>>0.9'"),
+        ("test_acc>=abc", "'test_acc>=abc': >= needs a number, got 'abc'"),
+        ("test_acc>=0.9 or test_acc<0.7", "'or' is not supported"),
+        ("n>1", "n is the size of a seed group"),
+    ],
+)
+def test_malformed_where_is_an_error(expr, message):
+    from regbench.compare import CompareError, parse_where
+
+    with pytest.raises(CompareError, match=re.escape(message)):
+        parse_where([expr])

@@ -159,3 +159,11 @@ def test_bad_override_syntax():
 
 def test_api_exports_one_error_type():
     assert issubclass(ConfigError, regbench.RegbenchError)
+
+
+def test_a_key_given_twice_is_an_error(tmp_path):
+    assert "key 'train' is given twice in one mapping at line 2" in error(
+        write(tmp_path / "d.yaml", "train: {epochs: 3}\ntrain: {batch_size: 32}\n")
+    )
+    msg = error(write(tmp_path / "l.yaml", "model: {layers: [[conv, {ksize: 3, chn: 6, ksize: 5}]]}\n"))
+    assert "key 'ksize' is given twice" in msg

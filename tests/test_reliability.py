@@ -475,7 +475,9 @@ def test_checkpoint_cadence(runs, monkeypatch):
     """After every epoch with checkpoint_every: 0; by default at most every 0.5 s, and always after the last."""
     calls = []
     real = trainer.Member.checkpoint
-    monkeypatch.setattr(trainer.Member, "checkpoint", lambda self, epoch, *a: calls.append(epoch) or real(self, epoch, *a))
+    monkeypatch.setattr(
+        trainer.Member, "checkpoint", lambda self, epoch, *a: calls.append(epoch) or real(self, epoch, *a)
+    )
     every = regbench.train(tiny(train__epochs=5, train__checkpoint_every=0), runs, quiet=True)
     assert calls == [1, 2, 3, 4, 5] and load_checkpoint(every.path)["epoch"] == 5
     calls.clear()
