@@ -101,7 +101,7 @@ def train(
 
 
 def resume(path: str | Path, *, lang: str = "ko", quiet: bool = False) -> Run:
-    """Continue an unfinished run (killed, interrupted or diverged) from its last complete epoch."""
+    """Continue an unfinished run (killed or interrupted) from its last checkpoint; a diverged run is refused."""
     return trainer.resume(path, lang=check_lang(lang), quiet=quiet)
 
 

@@ -3,6 +3,7 @@ CnnRegModel.show_param_dist), in Korean as printed by the book or in English (`-
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -96,5 +97,9 @@ class Printer:
     def __call__(self, text: str = "") -> None:
         self.lines.append(text)
         if not self.quiet:
-            sys.stdout.write(text + "\n")
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(text + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:  # `regbench train … | head`: the reader left; train on, print no more
+                self.quiet = True
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -222,7 +223,16 @@ class Run:
 
     @property
     def status(self) -> str:
-        return str(self.summary.get("status", "unknown"))
+        """The summary's status; a `running` run whose process on this machine is gone (killed, crashed)
+        reads `stopped` — `regbench train --resume` continues it."""
+        status = str(self.summary.get("status", "unknown"))
+        if (
+            status == "running"
+            and self.summary.get("host") == socket.gethostname()
+            and not alive(self.summary.get("pid"))
+        ):
+            return "stopped"
+        return status
 
     @property
     def history(self) -> dict[str, list[Any]]:
@@ -339,6 +349,19 @@ def append_log(path: Path, lines: list[str]) -> None:
     """Add printed lines to a finished run's log.txt (the book's test/visualize calls after train)."""
     old = (path / LOG).read_text(encoding="utf-8") if (path / LOG).is_file() else ""
     atomic_write(path / LOG, (old + "".join(line + "\n" for line in lines)).encode())
+
+
+def alive(pid: Any) -> bool:
+    """Whether a process with this id exists on this machine (unknown → assume it does)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import platform
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -267,6 +269,8 @@ class Member:
                 "seed": cfg.seed,
                 "device": str(setup.device),
                 "threads": torch.get_num_threads() if setup.device.type == "cpu" else None,
+                "host": socket.gethostname(),  # with pid: a reader can tell a running run from a killed one
+                "pid": os.getpid(),
                 "started_at": now_iso(),
                 "epochs": epochs,
                 "epochs_done": 0,
@@ -279,7 +283,7 @@ class Member:
             }
             self.first_epoch, t_offset = 1, 0.0
         else:  # continue after the checkpoint's epoch, with every state as it was then
-            self.summary = {**ckpt["summary"], "status": "running"}
+            self.summary = {**ckpt["summary"], "status": "running", "host": socket.gethostname(), "pid": os.getpid()}
             self.summary.setdefault("resumed", []).append({"after_epoch": ckpt["epoch"], "at": now_iso()})
             rows = ckpt.get("metrics")  # older checkpoints carry them; metrics.jsonl always has them
             if rows is None:
@@ -294,12 +298,18 @@ class Member:
         self.writer.write_summary(self.summary, now=True)
         self.t0 = self.t_report = time.perf_counter() - t_offset
         self.last_checkpoint = time.perf_counter()
+        self.checkpointed = ckpt["epoch"] if ckpt else 0  # the epoch of the last checkpoint written
 
     def diverged_message(self, epoch: int, start: int, losses: torch.Tensor) -> str:
         bad = int((~torch.isfinite(losses)).nonzero()[0, 0])
+        kept = (
+            f"its checkpoint of epoch {self.checkpointed} is kept"
+            if self.checkpointed
+            else "no checkpoint had been written yet"
+        )
         return (
-            f"{self.cfg.name}: loss became {losses[bad].item()} in epoch {epoch}, step {bad + 1}"
-            f" (step {start + bad} of the run); the run is marked diverged, its last good checkpoint kept"
+            f"{self.cfg.name}: loss became {losses[bad].item()} in epoch {epoch}, step {bad + 1} of {len(losses)}"
+            f" (step {start + bad + 1} of the run); the run is marked diverged and {kept}; lower the learning rate"
         )
 
     def end_epoch(self, epoch: int, start: int, losses: torch.Tensor, stats: dict[str, Any], state) -> bool:
@@ -357,7 +367,7 @@ class Member:
 
     def checkpoint(self, epoch: int, model: dict, optimizer: dict, rng: dict) -> None:
         """Everything needed to continue after `epoch` (what `resume` reads), then the summary."""
-        self.last_checkpoint = time.perf_counter()
+        self.last_checkpoint, self.checkpointed = time.perf_counter(), epoch
         state = {"epoch": epoch, "model": model, "optimizer": optimizer, "rng": rng, "summary": self.summary}
         state.update(log=self.say.lines, stopper_bad=self.stopper.bad if self.stopper else 0)
         self.writer.save_checkpoint(state)
@@ -628,6 +638,7 @@ def train_ensemble(
     writer = RunWriter(path)
     writer.write_config(cfg.to_dict())
     summary: dict[str, Any] = {"name": cfg.name, "status": "running", "seed": cfg.seed, "device": str(setup.device)}
+    summary.update(host=socket.gethostname(), pid=os.getpid())
     summary.update(started_at=now_iso(), ensemble={"members": []}, versions=versions())
     writer.write_summary(summary, now=True)
     (path / "members").mkdir(exist_ok=True)
@@ -707,7 +718,7 @@ def tested_probabilities(cfg: Config, setup: Setup, path: Path, summary: dict[st
 
 
 def resume(path: str | Path, *, lang: str = "ko", quiet: bool = False) -> Run:
-    """Continue an unfinished run (killed, interrupted or diverged) from its last complete epoch.
+    """Continue an unfinished run (killed or interrupted) from its last checkpoint; a diverged run is refused.
 
     The run's own resolved config is used; the metrics, logs and random states continue as if the run
     had never stopped (on the CPU the final metrics are identical to an uninterrupted run's).
@@ -718,6 +729,11 @@ def resume(path: str | Path, *, lang: str = "ko", quiet: bool = False) -> Run:
     run = load_run(path)
     if run.status == "completed":
         raise RunDirError(f"{path}: the run is already completed; nothing to resume")
+    if run.status == "diverged":
+        raise RunDirError(
+            f"{path}: the run diverged; resuming would repeat the same steps and diverge again "
+            "(train its config.yaml again with a lower optimizer.lr)"
+        )
     cfg = load_config(run.config)
     setup = prepare(cfg)
     say = fmt.Printer(quiet)

@@ -125,3 +125,14 @@ def test_version_and_help():
     assert runner.invoke(app, ["--version"]).output.startswith("regbench ")
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0 and all(c in res.output for c in ("train", "validate", "show"))
+
+
+def test_a_closed_output_pipe_does_not_fail_the_run(tmp_path):
+    """`regbench train … | head -1`: the reader leaves early; the run trains on and completes."""
+    cfg = write(tmp_path / "c.yaml", TINY.replace("epochs: 1", "epochs: 3"))
+    cmd = f"{sys.executable} -m regbench train {cfg} --out {tmp_path / 'r'} | head -1; exit ${{PIPESTATUS[0]}}"
+    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "Model cli_tiny train started:\n" and "Error" not in p.stderr
+    (run_dir,) = (tmp_path / "r").iterdir()
+    assert load_run(run_dir).status == "completed"

@@ -75,7 +75,8 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     proc.wait()
     run_dir = metrics.parent
     killed = load_run(run_dir)
-    assert killed.status == "running" and load_checkpoint(run_dir)["epoch"] >= 2
+    assert killed.summary["status"] == "running" and killed.status == "stopped"  # its process is gone
+    assert load_checkpoint(run_dir)["epoch"] >= 2
 
     res = subprocess.run(
         [sys.executable, "-m", "regbench", "train", "--resume", str(run_dir), "-q"], capture_output=True, text=True
@@ -177,6 +178,7 @@ def test_divergence_exits_3_with_one_line_naming_epoch_and_step(tmp_path):
     assert res.exit_code == 3
     err = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "in epoch 1, step" in err[0] and "diverged" in err[0]
+    assert "no checkpoint had been written yet" in err[0]
     (path,) = (tmp_path / "r").iterdir()
     assert load_run(path).status == "diverged"
 
@@ -190,7 +192,7 @@ def test_divergence_keeps_the_last_good_checkpoint(runs, monkeypatch):
         return loss * float("nan") if calls["n"] == 26 else loss  # 9 train + 1 val call per epoch: epoch 3, step 6
 
     monkeypatch.setattr(trainer, "head_loss", nan_later)
-    with pytest.raises(DivergedError, match=r"epoch 3, step 6 \(step 23 of the run\)"):
+    with pytest.raises(DivergedError, match=r"epoch 3, step 6 of 9 \(step 24 of the run\); .* its checkpoint of epoch 2 is kept"):
         regbench.train(tiny(train__epochs=4, train__checkpoint_every=0), runs, quiet=True)
     (path,) = runs.iterdir()
     ckpt = load_checkpoint(path)

@@ -170,10 +170,10 @@ def test_book_lines_and_labels():
     assert trial_line(v, s).startswith("val acc:0.6667±0.0123 | lr:")
     v.status, v.error = (
         "diverged",
-        "s-t000: loss became nan in epoch 1, step 2 (step 1 of the run); the run is marked diverged, ...",
+        "s-t000: loss became nan in epoch 1, step 2 of 5 (step 2 of the run); the run is marked diverged and ...",
     )
     assert trial_line(v, s).startswith("diverged | lr:0.0087") and trial_line(v, s).endswith(
-        "(loss became nan in epoch 1, step 2 (step 1 of the run))"
+        "(loss became nan in epoch 1, step 2 of 5 (step 2 of the run))"
     )
     assert labels(["optimizer.lr", "model.layers", "model.init.std", "data.std"]) == {
         "optimizer.lr": "lr",
