@@ -19,7 +19,7 @@ from . import trainer
 from .compare import Comparison
 from .compare import compare as compare_runs
 from .config import Config, load_config
-from .errors import ConfigError
+from .errors import ConfigError, RegbenchError, with_source
 from .rundir import Run, load_run
 
 ConfigLike = Config | str | Path | dict[str, Any]
@@ -95,9 +95,14 @@ def train(
     """
     cfg = as_config(config, overrides)
     check_lang(lang)
-    if seeds is None:
-        return trainer.train(cfg, out, lang=lang, quiet=quiet, stack=stack)
-    return seed_groups.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack)
+    try:
+        if seeds is None:
+            return trainer.train(cfg, out, lang=lang, quiet=quiet, stack=stack)
+        return seed_groups.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack)
+    except RegbenchError as e:  # name the file in errors found while training (missing data files…)
+        if isinstance(config, (str, Path)):
+            raise with_source(e, config) from None
+        raise
 
 
 def resume(path: str | Path, *, lang: str = "ko", quiet: bool = False) -> Run:

@@ -27,7 +27,14 @@ from .stats import Stat, Verdict, verdict
 
 FORMATS = ("table", "csv", "markdown", "json")
 # keys that change what is printed, not what is trained: runs differing only in these (and `seed`) group
-DISPLAY_ONLY = ("seed", "train.report", "train.show", "train.show_params")
+DISPLAY_ONLY = (  # (and keys that only change speed or bookkeeping, not the numbers)
+    "seed",
+    "train.report",
+    "train.show",
+    "train.show_params",
+    "train.threads",
+    "train.checkpoint_every",
+)
 
 
 class CompareError(RegbenchError):

@@ -34,3 +34,20 @@ class DivergedError(RegbenchError):
     """Training produced a NaN or infinite loss."""
 
     exit_code = 3
+
+
+def with_source(e: RegbenchError, source: object) -> RegbenchError:
+    """The same error with its message starting with `source` (the config file it came from), unless it
+    names it already or is about something else than the file (`seeds`, a run directory)."""
+    if (
+        str(e).startswith(str(source))
+        or isinstance(e, RunDirError)
+        or (isinstance(e, ConfigError) and e.path == "seeds")
+    ):
+        return e
+    if isinstance(e, ConfigError) and e.source is None:
+        return ConfigError(e.detail, source=str(source), path=e.path)
+    new = type(e).__new__(type(e))
+    new.__dict__.update(e.__dict__)
+    new.args = (f"{source}: {e}",)
+    return new

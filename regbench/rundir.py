@@ -334,11 +334,16 @@ def load_run(path: str | Path) -> Run:
     p = Path(path)
     if not (p / SUMMARY).is_file() or not (p / CONFIG).is_file():
         raise RunDirError(f"{p}: not a run directory (needs {CONFIG} and {SUMMARY})")
+    name = CONFIG
     try:
         config = yaml.load((p / CONFIG).read_text(encoding="utf-8"), Loader=Loader) or {}  # noqa: S506 - safe
+        name = SUMMARY
         summary = json.loads((p / SUMMARY).read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as e:
-        raise RunDirError(f"{p}: unreadable run files ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
+        why = (
+            "not valid YAML" if isinstance(e, yaml.YAMLError) else "not valid JSON" if isinstance(e, ValueError) else e
+        )
+        raise RunDirError(f"{p / name}: unreadable ({why})") from None
     metrics = read_jsonl(p / METRICS) if (p / METRICS).is_file() else []
     if not isinstance(config, dict) or not isinstance(summary, dict):
         raise RunDirError(f"{p}: {CONFIG} and {SUMMARY} must hold mappings")

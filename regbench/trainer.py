@@ -185,18 +185,22 @@ class Setup:
     splits: dict[str, Batches] = field(default_factory=dict)
 
 
-def prepare(cfg: Config) -> Setup:
-    """Resolve the device, load the data and put every split on the device (no files written yet)."""
+def prepare(cfg: Config, threads: int | None = None) -> Setup:
+    """Resolve the device, load the data and put every split on the device (no files written yet).
+
+    CPU threads: `train.threads`, else `threads` (a resumed run's own count, so that it continues
+    bit-identically), else the cores not busy with other processes right now (OpenMP threads that share a
+    busy core spin and slow small models 30–100×). The count is recorded in the summary: the same config,
+    seed and thread count give identical metrics.
+    """
     device = resolve_device(cfg.train.device)
     info, rows = check_config(cfg)
     params = sum(r.weights + r.other for r in rows) * cfg.train.ensemble
     check_fits(
         params * 4 * 4, f"the model ({params:,} parameters with gradients and optimizer state)", "model.layers", device
     )
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    elif device.type == "cpu":
-        torch.set_num_threads(free_cores())  # spinning OpenMP threads on a busy core slow everything down
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.train.threads or threads or free_cores())
     data = load_data(cfg.data)
     needs_val = cfg.train.early_stop is not None or cfg.train.test_on == "best"
     if needs_val and data.size("val") == 0:
@@ -339,7 +343,7 @@ class Member:
                 [{"step": start + s, "epoch": epoch, "loss": v} for s, v in zip(logged, values, strict=True)]
             )
         summary.update(epochs_done=epoch, steps_done=start + n_steps, train_loss=cost, train_s=now - self.t0)
-        summary.update(train_acc=row["train_acc"], val_acc=row["val_acc"])
+        summary.update(train_acc=row["train_acc"], val_acc=row["val_acc"], val_loss=val_loss)
         if tc.report > 0 and epoch % tc.report == 0:
             line = fmt.epoch_line(epoch, cost, train_acc, val_acc, int(now - self.t_report), int(now - self.t0))
             if tc.eval_train:
@@ -735,7 +739,7 @@ def resume(path: str | Path, *, lang: str = "ko", quiet: bool = False) -> Run:
             "(train its config.yaml again with a lower optimizer.lr)"
         )
     cfg = load_config(run.config)
-    setup = prepare(cfg)
+    setup = prepare(cfg, threads=run.summary.get("threads"))
     say = fmt.Printer(quiet)
     if cfg.train.ensemble > 1:
         train_ensemble(cfg, setup, path, say, lang)

@@ -22,7 +22,7 @@ def tiny(**over) -> regbench.Config:
         "name": "tiny",
         "data": {"name": "synthetic", "count": 120, "classes": 3},
         "model": {"layers": TINY_CNN},
-        "train": {"epochs": 2, "batch_size": 10, "show": 0},
+        "train": {"epochs": 2, "batch_size": 10, "show": 0, "threads": 1},  # pinned: identical metrics run to run
     }
     return regbench.load_config(base, overrides={k.replace("__", "."): v for k, v in over.items()})
 

@@ -23,7 +23,7 @@ TINY_YAML = """
 name: api_tiny
 data: {name: synthetic, count: 120, classes: 3}
 model: {layers: [[conv, {ksize: 3, chn: 4}], [max, {stride: 2}], [dropout, {keep_prob: 0.8}], 16]}
-train: {epochs: 2, show: 1}
+train: {epochs: 2, show: 1, threads: 1}
 """
 
 

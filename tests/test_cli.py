@@ -136,3 +136,24 @@ def test_a_closed_output_pipe_does_not_fail_the_run(tmp_path):
     assert p.stdout == "Model cli_tiny train started:\n" and "Error" not in p.stderr
     (run_dir,) = (tmp_path / "r").iterdir()
     assert load_run(run_dir).status == "completed"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compare", "runs", "--format", "xml"], "Invalid value for '--format'"),
+        (["traing"], "No such command 'traing'"),
+        (["train", "c.yaml", "--stack", "0"], "Invalid value for '--stack'"),
+    ],
+)
+def test_usage_errors_are_one_line_too(tmp_path, args, message):
+    p = subprocess.run([sys.executable, "-m", "regbench", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: ") and message in p.stderr
+
+
+def test_missing_data_files_name_the_config(tmp_path):
+    cfg = write(tmp_path / "m.yaml", "data: {name: mnist, root: nowhere}\nmodel: {layers: [10]}\n")
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and res.output.startswith(f"error: {cfg}: data set 'mnist': missing")
+    assert not (tmp_path / "r").exists()

@@ -7,7 +7,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from ..errors import RegbenchError
+from ..errors import RegbenchError, with_source
 
 T = TypeVar("T")
 
@@ -29,11 +29,14 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def guarded(fn: Callable[..., T], *args, **kwargs) -> T:
-    """Call library code; a RegbenchError becomes its one-line message and exit code, with no traceback."""
+def guarded(fn: Callable[..., T], *args, source: object = None, **kwargs) -> T:
+    """Call library code; a RegbenchError becomes its one-line message and exit code, with no traceback.
+    With `source` (the config file), a message that does not name it yet starts with it."""
     try:
         return fn(*args, **kwargs)
     except RegbenchError as e:
+        if source is not None:
+            e = with_source(e, source)
         raise fail(str(e), e.exit_code) from None
 
 

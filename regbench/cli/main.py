@@ -36,4 +36,24 @@ def callback(
 
 
 def main() -> None:
-    app()
+    """The console script: a usage error (unknown option or command, bad option value) is one `error:`
+    line and exit code 2, like every other bad input."""
+    import sys
+
+    try:  # typer ≥ 0.20 vendors click as typer._click; older versions depend on click
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        from click.exceptions import NoArgsIsHelpError, UsageError
+
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError:  # `regbench` alone, or a group without its command: the help was printed
+        code = 0
+    except UsageError as e:
+        cmd = e.ctx.command_path if e.ctx is not None else "regbench"
+        typer.echo(f"error: {' '.join(e.format_message().split())} (see '{cmd} --help')", err=True)
+        code = 2
+    except typer.Abort:  # Ctrl-C outside a run
+        typer.echo("error: interrupted", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

@@ -62,6 +62,8 @@ def train(
     check_lang(lang)
     if (config is None) == (resume is None):
         raise fail("give a CONFIG file to train, or --resume RUN_DIR to continue a run (not both)")
+    if no_stack and stack is not None:
+        raise fail("--stack K and --no-stack contradict each other; give one")
     if resume is not None and (set_ or seeds is not None):
         option = "--set" if set_ else "--seeds"
         raise fail(f"{option} cannot change a run being resumed; it continues with its own config.yaml")
@@ -70,7 +72,8 @@ def train(
             runs = [guarded(api.resume, resume, lang=lang, quiet=quiet)]
         else:
             cfg = guarded(load_config, config, set_ or [])
-            result = guarded(api.train, cfg, out, parse_seeds(seeds), quiet, lang=lang, stack=1 if no_stack else stack)
+            stacking = 1 if no_stack else stack
+            result = guarded(api.train, cfg, out, parse_seeds(seeds), quiet, lang=lang, stack=stacking, source=config)
             runs = result if isinstance(result, list) else [result]
     except KeyboardInterrupt:
         raise fail(
