@@ -1,11 +1,12 @@
 """Groups of runs trained side by side: seed groups, sweep trials and ensemble members in one stacked pass.
 
 Runs whose configs differ only in per-member values (`seed`, `optimizer.lr`, `optimizer.weight_decay`,
-`regularizer.l2_decay` / `l1_decay`, dropout `keep_prob`, noise `std`, and `name`) share an architecture,
-data and schedule, so K of them train as one stacked model (regbench.stacked): one grouped convolution or
-batched matrix product per layer instead of K small ones. Each member keeps its own initial values, batch
-order, dropout/noise draws, optimizer state and hyperparameters, and writes its own ordinary run
-directory; a member whose loss becomes NaN/inf is frozen and marked diverged while the others go on.
+`regularizer.l2_decay` / `l1_decay`, dropout `keep_prob`, noise `std`, `name`) and in what is only printed
+(`train.report`, `train.show`, `train.show_params`) share an architecture, data and schedule, so K of them
+train as one stacked model (regbench.stacked): one grouped convolution or batched matrix product per layer
+instead of K small ones. Each member keeps its own initial values, batch order, dropout/noise draws,
+optimizer state and hyperparameters, and writes its own ordinary run directory; a member whose loss becomes
+NaN/inf is frozen and marked diverged while the others go on.
 """
 
 from __future__ import annotations
@@ -54,12 +55,15 @@ MEMBER_VALUES = (
     "regularizer.l2_decay",
     "regularizer.l1_decay",
 )
+# what is printed, not what is trained: members may differ in these too (each prints and saves its own)
+DISPLAY_ONLY = ("train.report", "train.show", "train.show_params")
 
 
 def stack_key(cfg: Config) -> str:
-    """Configs with equal keys can train side by side: everything but the per-member values is equal."""
+    """Configs with equal keys can train side by side: everything but the per-member values (and what is
+    only printed) is equal."""
     doc = cfg.to_dict()
-    for dotted in MEMBER_VALUES:
+    for dotted in MEMBER_VALUES + DISPLAY_ONLY:
         *parents, leaf = dotted.split(".")
         node = doc
         for part in parents:

@@ -217,6 +217,18 @@ def test_stack_key_ignores_only_member_values():
     assert not can_stack([a])
 
 
+def test_members_may_differ_in_what_they_print(runs):
+    """train.report, show and show_params do not change training: such runs stack, each printing its own."""
+    a = tiny(name="plain")
+    b = tiny(name="l1", regularizer__l1_decay=0.01, train__show_params=True, train__show=2, train__report=0)
+    assert can_stack([a, b])
+    plain, l1 = train_group([a, b], runs, quiet=True)
+    assert not (plain.path / "params_hist.png").exists() and (l1.path / "params_hist.png").is_file()
+    assert "Near 0 parameters" in (l1.path / "log.txt").read_text(encoding="utf-8")
+    assert "Near 0 parameters" not in (plain.path / "log.txt").read_text(encoding="utf-8")
+    assert_same(l1, regbench.train(b, runs / "solo", quiet=True))
+
+
 def test_stacked_init_equals_solo_init():
     cfg = tiny()
     net, _ = build_model(cfg.model, (1, 8, 8), [3], members=[cfg.model] * 3)

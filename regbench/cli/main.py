@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import compare, data, datasets, report, show, sweep, train, validate
+from . import compare, data, datasets, report, show, suite, sweep, train, validate
 
 app = typer.Typer(
     help="Run and compare regularization experiments written in the course book's layer notation.",
@@ -16,7 +16,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for sub in (train, validate, show, compare, report, sweep, datasets, data):
+for sub in (train, validate, show, compare, report, sweep, suite, datasets, data):
     app.add_typer(sub.app)
 
 
