@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import regbench
 from regbench.config import load_config
 from regbench.data import load_data
-from regbench.model import build_model, init_weights
+from regbench.model import build_model, init_weights, relu_after_max
 
 FLOWERS_CNN = [
     ["conv", {"ksize": 3, "chn": 6}],
@@ -63,6 +63,7 @@ CASES = {
     "digits_cnn_b10": ({"model": {"layers": DIGITS_CNN}, "train": {"batch_size": 10}}, 3, 1.1),
     "digits_cnn_b128": ({"model": {"layers": DIGITS_CNN}, "train": {"batch_size": 128}}, 30, 1.25),
 }
+FAST_PATH = ("resident", "channels_last", "fused", "relu_after_max")  # the train: switches of the fast path
 OVERHEAD_TARGET = 5.0  # percent of epoch time
 THREADS = torch.get_num_threads()  # every loop of the benchmark runs with torch's default thread count
 STACK_TARGETS = {"stack16": 4.0, "search100": 2.0}
@@ -163,6 +164,7 @@ def run_bare(cfg: regbench.Config, x: torch.Tensor, y: torch.Tensor, device: tor
     metrics, no checkpoints): the ceiling regbench's trainer is measured against, for context."""
     net, _ = build_model(cfg.model, tuple(x.shape[1:]), [int(y.max()) + 1])
     init_weights(net, cfg.model.init, cfg.seed)
+    relu_after_max(net)
     cl = x.dim() == 4
     net.to(device, memory_format=torch.channels_last) if cl else net.to(device)
     xs = (x.contiguous(memory_format=torch.channels_last) if cl else x).to(device)
@@ -204,18 +206,22 @@ def main() -> None:
             x, y = data.x["train"], data.y["train"][:, 0]
             run_regbench(config(case, args.device, 1), out)  # warm-up
             run_tutorial(config(case, args.device, 1), x, y, device)
-            ours, theirs, bare = [], [], []
+            plain_cfg = load_config(cfg.to_dict(), {f"train.{k}": False for k in FAST_PATH})
+            ours, theirs, bare, plain = [], [], [], []
             for _ in range(repeats):  # interleaved, so drifts in machine load hit both alike
                 speed, overhead = run_regbench(cfg, out)
                 ours.append(speed)
                 overheads.append(overhead)
                 theirs.append(run_tutorial(cfg, x, y, device))
                 bare.append(run_bare(cfg, x, y, device))
+                plain.append(run_regbench(plain_cfg, out)[0])
             a, b = statistics.median(ours), statistics.median(theirs)
             ratio = statistics.median(x / y for x, y in zip(ours, theirs, strict=True))  # paired: drifts cancel
             print(f"# {case}: ratios per repeat " + " ".join(f"{x / y:.2f}" for x, y in zip(ours, theirs, strict=True)))
             ceiling = statistics.median(x / y for x, y in zip(bare, theirs, strict=True))
             print(f"# {case}: a bare fast-path loop (no validation, metrics or checkpoints) reaches {ceiling:.2f}x")
+            off = statistics.median(x / y for x, y in zip(plain, theirs, strict=True))
+            print(f"# {case}: regbench with the fast path switched off ({', '.join(FAST_PATH)}: false) runs {off:.2f}x")
             mark = "" if ratio >= target else f"  # MISSED target {target}x"
             if mark:
                 failed.append(case)

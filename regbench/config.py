@@ -184,6 +184,11 @@ class TrainConfig:
     ensemble: int = 1  # N members (seeds seed, seed+1, …); tests the averaged softmax of the first k
     clip_grad_norm: float | None = None  # clip the global gradient norm to this value every step
     amp: Literal["none", "bf16"] = "none"  # bf16: forward and loss under torch.autocast (for CUDA; CPU works too)
+    # the fast path, each part on by default (off: the plain path, for checking it or for huge data sets)
+    resident: bool = True  # data live on the training device; false: in host memory, each batch copied over
+    channels_last: bool = True  # image models run in the NHWC memory format (CPU and CUDA)
+    fused: bool = True  # fused optimizer kernels where torch has them (else foreach)
+    relu_after_max: bool = True  # conv → relu → max runs as conv → max → relu: same values and gradients
     checkpoint_every: float = 0.5  # seconds: checkpoint after an epoch once this long since the last one
     # (and after the last epoch); 0 = after every epoch. Short epochs then cost no checkpoint each
 

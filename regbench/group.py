@@ -25,7 +25,7 @@ from . import console as fmt
 from .config import Config
 from .data.augment import make_augment
 from .errors import DivergedError
-from .model import Net, build_model, init_weights, param_stats, weights_and_kernels
+from .model import Net, build_model, init_weights, param_stats, relu_after_max, weights_and_kernels
 from .optim import lr_at, make_optimizer
 from .resources import memory_bytes
 from .rundir import Run, create_run_dir, load_run
@@ -43,7 +43,6 @@ from .trainer import (
     make_gens,
     prepare,
     rng_states,
-    take,
 )
 
 OnEpoch = Callable[[dict[str, Any]], None] | None
@@ -212,10 +211,10 @@ def evaluate_members(net: Net, data: Batches, k: int) -> tuple[list[float | None
         return [None] * k, [None] * k
     was_training = net.training
     net.eval()
-    loss = torch.zeros(k, device=data.x.device, dtype=torch.float64)
-    correct = torch.zeros(k, len(net.heads), device=data.x.device, dtype=torch.long)
+    loss = torch.zeros(k, device=data.y.device, dtype=torch.float64)
+    correct = torch.zeros(k, len(net.heads), device=data.y.device, dtype=torch.long)
     for i in range(0, data.n, EVAL_BATCH):
-        logits = net(repeat_input(data.x[i : i + EVAL_BATCH], k))
+        logits = net(repeat_input(data.chunk(i, i + EVAL_BATCH), k))
         y = data.y[i : i + EVAL_BATCH].unsqueeze(0).expand(k, -1, -1)
         loss += member_losses(net, logits, y) * len(y[0])
         correct += member_correct(net, logits, y)
@@ -230,8 +229,9 @@ def member_probabilities(net: Net, x: torch.Tensor, k: int) -> list[list[torch.T
     """Softmax probabilities per member and head, on the CPU."""
     was_training = net.training
     net.eval()
+    device = next(net.parameters()).device
     parts = [
-        [p.softmax(-1).cpu() for p in net.split_heads(net(repeat_input(x[i : i + EVAL_BATCH], k)))]
+        [p.softmax(-1).cpu() for p in net.split_heads(net(repeat_input(x[i : i + EVAL_BATCH].to(device), k)))]
         for i in range(0, len(x), EVAL_BATCH)
     ]
     net.train(was_training)
@@ -273,6 +273,8 @@ def fit_stacked(
     torch.manual_seed(derive_seed(cfg.seed, "global"))
     net, _ = build_model(cfg.model, info.input_shape, info.head_sizes, members=[c.model for c in cfgs])
     init_weights(net, cfg.model.init, [derive_seed(c.seed, "init") for c in cfgs])
+    if cfg.train.relu_after_max:
+        relu_after_max(net)
     net.to(device)
     gens = [make_gens(c.seed, device) for c in cfgs]
     net.set_generators([g["layers"] for g in gens])
@@ -318,7 +320,7 @@ def fit_stacked(
                         alpha = lr_at(unit, t, total_steps / steps)
                         opt.schedule(alpha, lr_at(oc, t, total_steps / steps) - oc.lr * alpha)
                     idx = perms[:, step * bs : (step + 1) * bs].reshape(-1)
-                    x, y = take(train_set.x, idx), train_set.y.index_select(0, idx).view(k, -1, train_set.y.shape[1])
+                    x, y = train_set.rows(idx), train_set.y.index_select(0, idx).view(k, -1, train_set.y.shape[1])
                     if augment is not None:
                         x = torch.cat(
                             [

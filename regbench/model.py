@@ -117,6 +117,23 @@ def _build(specs, input_shape: Shape, heads: list[int], ctx: BuildContext, varia
     return Net(body, out, heads, conv), rows
 
 
+def relu_after_max(net: Net) -> int:
+    """Move each ReLU that ends a layer followed by a max pool behind the pool, in place (the fast path's
+    `train.relu_after_max`); returns how many moved.
+
+    ReLU is monotonic, so max(relu(x)) = relu(max(x)) exactly, and the gradients are the same too (where
+    the window's max is ≤ 0 both give 0); the ReLU then runs on a quarter of the values for a 2×2 pool.
+    Only parameter-free modules move, so the state_dict keys stay those of the model as written.
+    """
+    moved = 0
+    for a, b in zip(list(net.body)[:-1], list(net.body)[1:], strict=True):
+        if len(a) and type(a[-1]) is nn.ReLU and len(b) and isinstance(b[0], nn.MaxPool2d):
+            del a[len(a) - 1]
+            b.insert(1, nn.ReLU(inplace=True))  # the pool keeps its input and indices, not its output
+            moved += 1
+    return moved
+
+
 # ----------------------------------------------------------------------------------------------- init
 def fans(weight: torch.Tensor) -> tuple[int, int]:
     """(fan_in, fan_out): Linear (out, in); Conv2d (out, in, kh, kw) → in·kh·kw, out·kh·kw (as Keras)."""

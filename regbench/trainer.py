@@ -30,7 +30,7 @@ from .config import Config
 from .data import DataInfo, Dataset, data_info, load_data
 from .data.augment import make_augment
 from .errors import ConfigError, DivergedError, RunDirError
-from .model import Net, Row, build_model, init_weights, param_stats, weights_and_kernels
+from .model import Net, Row, build_model, init_weights, param_stats, relu_after_max, weights_and_kernels
 from .optim import lr_at, make_optimizer
 from .regularize import Regularizer
 from .resources import check_fits, free_cores
@@ -78,7 +78,8 @@ def check_model_memory(rows: list[Row], cfg: Config, device: torch.device | None
 
 @dataclass
 class Batches:
-    """One split resident on the training device."""
+    """One split: inputs on the training device (or in host memory when `train.resident` is false), labels
+    on the device."""
 
     x: torch.Tensor
     y: torch.Tensor  # (N, heads) int64
@@ -87,11 +88,23 @@ class Batches:
     def n(self) -> int:
         return int(self.x.shape[0])
 
+    def rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """Inputs `idx` (a device tensor) on the device: a copy there, or from host memory."""
+        if self.x.device == self.y.device:
+            return take(self.x, idx)
+        return take(self.x, idx.cpu()).to(self.y.device, non_blocking=True)
 
-def to_device(ds: Dataset, split: str, device: torch.device, channels_last: bool) -> Batches:
-    x = ds.x[split].to(device)
+    def chunk(self, i: int, j: int) -> torch.Tensor:
+        """Inputs i..j on the device."""
+        return self.x[i:j].to(self.y.device, non_blocking=True)
+
+
+def to_device(ds: Dataset, split: str, device: torch.device, channels_last: bool, resident: bool = True) -> Batches:
+    x = ds.x[split].to(device) if resident else ds.x[split]
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
+    if not resident and device.type == "cuda":
+        x = x.pin_memory()  # so that the per-batch copies can be asynchronous
     return Batches(x, ds.y[split].to(device))
 
 
@@ -132,10 +145,10 @@ def evaluate(net: Net, data: Batches) -> tuple[float | None, list[float] | None]
         return None, None
     was_training = net.training
     net.eval()
-    loss = torch.zeros((), device=data.x.device, dtype=torch.float64)
-    correct = torch.zeros(len(net.heads), device=data.x.device, dtype=torch.long)
+    loss = torch.zeros((), device=data.y.device, dtype=torch.float64)
+    correct = torch.zeros(len(net.heads), device=data.y.device, dtype=torch.long)
     for i in range(0, data.n, EVAL_BATCH):
-        logits = net(data.x[i : i + EVAL_BATCH])
+        logits = net(data.chunk(i, i + EVAL_BATCH))
         y = data.y[i : i + EVAL_BATCH]
         loss += head_loss(net, logits, y, reduction="sum")
         correct += head_correct(net, logits, y)
@@ -148,8 +161,10 @@ def probabilities(net: Net, x: torch.Tensor) -> list[torch.Tensor]:
     """Softmax probabilities per head (book's get_estimate), in evaluation batches, on the CPU."""
     was_training = net.training
     net.eval()
+    device = next(net.parameters()).device
     parts = [
-        [p.softmax(-1).cpu() for p in net.split_heads(net(x[i : i + EVAL_BATCH]))] for i in range(0, len(x), EVAL_BATCH)
+        [p.softmax(-1).cpu() for p in net.split_heads(net(x[i : i + EVAL_BATCH].to(device)))]
+        for i in range(0, len(x), EVAL_BATCH)
     ]
     net.train(was_training)
     return [torch.cat([p[h] for p in parts]) for h in range(len(net.heads))]
@@ -206,9 +221,10 @@ def prepare(cfg: Config, threads: int | None = None) -> Setup:
     if needs_val and data.size("val") == 0:
         key = "train.early_stop" if cfg.train.early_stop is not None else "train.test_on"
         raise ConfigError("needs a validation split; set data.split.val > 0", path=key)
-    channels_last = len(info.input_shape) == 3 and device.type in ("cpu", "cuda")
+    channels_last = cfg.train.channels_last and len(info.input_shape) == 3 and device.type in ("cpu", "cuda")
     setup = Setup(device, info, data, channels_last)
-    setup.splits = {s: to_device(data, s, device, channels_last) for s in ("train", "val", "test")}
+    resident = cfg.train.resident
+    setup.splits = {s: to_device(data, s, device, channels_last, resident) for s in ("train", "val", "test")}
     return setup
 
 
@@ -452,12 +468,14 @@ def fit(
     torch.manual_seed(derive_seed(cfg.seed, "global"))  # anything outside our own generators
     net, _ = build_model(cfg.model, info.input_shape, info.head_sizes)
     init_weights(net, cfg.model.init, derive_seed(cfg.seed, "init"))
+    if cfg.train.relu_after_max:
+        relu_after_max(net)
     net.to(device, memory_format=torch.channels_last) if setup.channels_last else net.to(device)
     gens = make_gens(cfg.seed, device)
     net.set_generator(gens["layers"])
     augment = make_augment(cfg.data.augment, info.input_shape)  # None without data.augment
     params = [p for p in net.parameters() if p.requires_grad]
-    opt = make_optimizer(params, cfg.optimizer, device)
+    opt = make_optimizer(params, cfg.optimizer, device, fused=cfg.train.fused)
     reg = Regularizer(cfg.regularizer, weights_and_kernels(net))
     tc = cfg.train
     bs = min(tc.batch_size, train_set.n)
@@ -545,7 +563,7 @@ def run_epoch(cfg, net, opt, reg, params, data, gens, augment, start, n_steps, s
     kernel launches beyond them); they are compared with the labels once, at the end.
     """
     tc, oc = cfg.train, cfg.optimizer
-    device, bs = data.x.device, min(tc.batch_size, data.n)
+    device, bs = data.y.device, min(tc.batch_size, data.n)
     scheduled = oc.schedule != "none" or oc.warmup > 0
     amp = tc.amp == "bf16"
     norm_every = -(-steps // GRAD_NORM_SAMPLES)
@@ -558,7 +576,7 @@ def run_epoch(cfg, net, opt, reg, params, data, gens, augment, start, n_steps, s
             for group in opt.param_groups:
                 group["lr"] = lr_at(oc, (start + step) / steps, total_steps / steps)
         idx = perm[step * bs : (step + 1) * bs]
-        x, y = take(data.x, idx), data.y.index_select(0, idx)
+        x, y = data.rows(idx), data.y.index_select(0, idx)
         if augment is not None:  # data.augment: random per-sample transforms, on the device
             x = augment(x, gens["augment"])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):

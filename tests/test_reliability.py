@@ -192,7 +192,9 @@ def test_divergence_keeps_the_last_good_checkpoint(runs, monkeypatch):
         return loss * float("nan") if calls["n"] == 26 else loss  # 9 train + 1 val call per epoch: epoch 3, step 6
 
     monkeypatch.setattr(trainer, "head_loss", nan_later)
-    with pytest.raises(DivergedError, match=r"epoch 3, step 6 of 9 \(step 24 of the run\); .* its checkpoint of epoch 2 is kept"):
+    with pytest.raises(
+        DivergedError, match=r"epoch 3, step 6 of 9 \(step 24 of the run\); .* its checkpoint of epoch 2 is kept"
+    ):
         regbench.train(tiny(train__epochs=4, train__checkpoint_every=0), runs, quiet=True)
     (path,) = runs.iterdir()
     ckpt = load_checkpoint(path)
