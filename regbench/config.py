@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .schema import describe, load_yaml, parse, require, to_plain
+from .schema import describe, load_yaml, parse, read_yaml_file, require, to_plain
 
 Activation = Literal["relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "none"]
 InitType = Literal[
@@ -279,15 +279,7 @@ def load_config(
     else:
         path = Path(source)
         label = str(source)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError("file not found", source=label) from None
-        except IsADirectoryError:
-            raise ConfigError("is a directory, expected a YAML file", source=label) from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read: {e.__class__.__name__}: {e}", source=label) from None
-        raw = load_yaml(text, source=label)
+        raw = read_yaml_file(path)
         if raw is None:
             raw = {}
         default_name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem) or "run"

@@ -11,6 +11,7 @@ import math
 import re
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
@@ -68,6 +69,20 @@ Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+
+
+def read_yaml_file(path: Path, what: str = "a YAML file") -> Any:
+    """Read and parse the YAML file at `path`; a missing or unreadable file is a one-line ConfigError."""
+    label = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=label) from None
+    except IsADirectoryError:
+        raise ConfigError(f"is a directory, expected {what}", source=label) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read: {e.__class__.__name__}: {e}", source=label) from None
+    return load_yaml(text, source=label)
 
 
 def load_yaml(text: str, source: str) -> Any:

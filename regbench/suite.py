@@ -29,7 +29,7 @@ from typing import Any
 from .compare import CompareError, Comparison, compare
 from .config import NAME_RE, Config, load_config, parse_override
 from .errors import ConfigError, DataError, DivergedError, RegbenchError
-from .schema import describe, load_yaml, parse, require
+from .schema import describe, parse, read_yaml_file, require
 
 SUITES_FILE = Path("configs") / "suites.yaml"  # where `regbench suite NAME` looks first (then beside the package)
 SMOKE_LIMIT = {"train": 10, "val": 5, "test": 5}  # samples per split in a smoke run (stratified caps)
@@ -81,19 +81,6 @@ def default_file() -> Path:
     return beside if beside.is_file() else SUITES_FILE
 
 
-def read_yaml(path: Path) -> Any:
-    label = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", source=label) from None
-    except IsADirectoryError:
-        raise ConfigError("is a directory, expected a YAML file", source=label) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read: {e.__class__.__name__}: {e}", source=label) from None
-    return load_yaml(text, source=label)
-
-
 def is_group(raw: Any) -> bool:
     """A single group (a mapping with `configs:`), as opposed to a suites file (a mapping of groups)."""
     return isinstance(raw, dict) and "configs" in raw
@@ -103,7 +90,7 @@ def load_suites(path: str | Path | None = None) -> dict[str, Suite]:
     """Read a suites file (default: `default_file()`): every group, checked — names, config files that exist,
     groups that exist and do not contain themselves. Raises ConfigError (file, key path, what is allowed)."""
     path = Path(path) if path is not None else default_file()
-    raw = read_yaml(path)
+    raw = read_yaml_file(path)
     label = str(path)
     if is_group(raw):
         suite = group_from(raw, None, path)
@@ -177,7 +164,7 @@ def resolve(target: str | Path, suites_file: str | Path | None = None) -> list[S
     text = str(target)
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or path.is_file() or "/" in text:
-        raw = read_yaml(path)
+        raw = read_yaml_file(path)
         if is_group(raw):
             return [group_from(raw, None, path)]
         suites = load_suites(path)

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from .config import NAME_RE, Config, load_config
 from .errors import ConfigError, RegbenchError
 from .runner import RunResult, RunTask, run_trials
-from .schema import describe, load_yaml, parse, require, to_plain
+from .schema import describe, parse, read_yaml_file, require, to_plain
 
 Method = Literal["grid", "random", "tpe"]
 Metric = Literal["val_acc", "best_val_acc", "test_acc", "val_loss", "test_loss"]
@@ -290,15 +290,7 @@ def load_sweep(source: str | Path | dict[str, Any], *, name: str | None = None) 
     else:
         path = Path(source)
         label, folder = str(source), path.parent
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError("file not found", source=label) from None
-        except IsADirectoryError:
-            raise ConfigError("is a directory, expected a sweep YAML file", source=label) from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read: {e.__class__.__name__}: {e}", source=label) from None
-        raw = load_yaml(text, source=label)
+        raw = read_yaml_file(path, "a sweep YAML file")
         default_name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem) or "sweep"
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a mapping with base: and params:, got {describe(raw)}", source=label)

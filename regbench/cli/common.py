@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from typing import Annotated, TypeVar
 
 import typer
 
 from ..errors import RegbenchError, with_source
+
+
+class Format(str, Enum):
+    """`--format` of the commands that print a compare table."""
+
+    table = "table"
+    csv = "csv"
+    markdown = "markdown"
+    json = "json"
+
 
 T = TypeVar("T")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,16 +9,9 @@ import typer
 
 from .. import api
 from ..compare import COLUMNS
-from .common import guarded
+from .common import Format, guarded
 
 app = typer.Typer()
-
-
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    markdown = "markdown"
-    json = "json"
 
 
 Paths = Annotated[

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .. import suite as lib
-from .common import LangOption, SetOption, check_lang, fail, guarded
+from .common import Format, LangOption, SetOption, check_lang, fail, guarded
 from .train import parse_seeds
 
 app = typer.Typer()
-
-
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    markdown = "markdown"
-    json = "json"
 
 
 @app.command()
