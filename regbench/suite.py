@@ -132,6 +132,12 @@ def group_from(raw: Any, name: str | None, path: Path) -> Suite:
         file = Path(rel) if Path(rel).is_absolute() else path.parent / rel
         if not file.is_file():
             raise ConfigError(f"config file not found: {file}", source=label, path=f"{where}.configs[{i}]".lstrip("."))
+        if file.resolve() in [c.resolve() for c in configs]:
+            raise ConfigError(
+                f"{rel} is listed twice (use --seeds K for repeats)",
+                source=label,
+                path=f"{where}.configs[{i}]".lstrip("."),
+            )
         configs.append(file)
     overrides = dict(entry.set or {})
     return Suite(name, entry.doc, label, tuple(configs), tuple(entry.groups or ()), entry.baseline, overrides)
@@ -167,6 +173,10 @@ def resolve(target: str | Path, suites_file: str | Path | None = None) -> list[S
         raw = read_yaml_file(path)
         if is_group(raw):
             return [group_from(raw, None, path)]
+        if isinstance(raw, dict) and {"model", "data", "train"} & set(raw):
+            raise ConfigError(
+                "this is an experiment config: `regbench train` trains it (a suite file lists configs:)", source=text
+            )
         suites = load_suites(path)
         out: list[Suite] = []
         for name in suites:
@@ -266,7 +276,13 @@ def plan_suite(
     extra = override_dict(overrides)
     loaded: list[tuple[Path, Config]] = []
     for file in suite.configs:
-        cfg = load_config(file, {**suite.overrides, **extra})
+        try:
+            cfg = load_config(file, {**suite.overrides, **extra})
+        except ConfigError as e:  # name the group's own `set:` when its value is the one at fault
+            key = next((k for k in suite.overrides if k not in extra and (e.path or "").startswith(k)), None)
+            if key is None:
+                raise
+            raise ConfigError(f"{e.detail} (in {file.name})", source=suite.source, path=f"set.{key}") from None
         if smoke:
             cfg = stand_in(cfg)
         elif check_data:

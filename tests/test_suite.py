@@ -96,12 +96,12 @@ def test_a_group_file_over_seeds_trains_side_by_side_and_ends_with_the_table(tmp
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "Suite mine [1/1]" not in res.output  # --quiet: the table and the last line only
-    table = json.loads(res.output[res.output.index("{") : res.output.rindex("}") + 1])
+    table = json.loads(res.stdout)  # stdout is the JSON alone; the last line goes to stderr
     assert [(r["name"], r["n"], r["verdict"]) for r in table["rows"]][0] == ("a", 2, "baseline")
     assert [(r["name"], r["n"]) for r in table["rows"]] == [("a", 2), ("b", 2)]
     runs = [load_run(p) for p in sorted((out / "mine").iterdir())]
     assert len(runs) == 4 and {r.config["train"]["epochs"] for r in runs} == {2}
-    assert "4 runs" in res.output.splitlines()[-1]
+    assert "4 runs" in res.stderr.splitlines()[-1]
 
 
 def test_runs_that_stack_train_as_one_pass_and_the_others_one_by_one(tmp_path):
@@ -129,6 +129,7 @@ def test_runs_that_stack_train_as_one_pass_and_the_others_one_by_one(tmp_path):
         (["suite", "flowers-cnn"], "regbench data fetch flowers"),
         (["suite"], "give a group NAME or a FILE"),
         (["suite", "dlfs-digits", "--list"], "--list shows every group"),
+        (["suite", str(CONFIGS / "digits_cnn.yaml")], "this is an experiment config: `regbench train` trains it"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(args, message, tmp_path, monkeypatch):
@@ -151,6 +152,8 @@ def test_bad_suites_files(tmp_path):
         "x:\n  configs: [a.yaml]\n  baseline: zzz\n": "baseline 'zzz' is not the name of one of the group's configs (a)",
         "x:\n  configs: [a.yaml]\n  set: [1]\n": "x.set: must be a mapping",
         "x:\n  configs: [a.yaml]\n  colour: red\n": "unknown key 'colour'",
+        "x:\n  configs: [a.yaml, a.yaml]\n": "x.configs[1]: a.yaml is listed twice (use --seeds K for repeats)",
+        "x:\n  configs: [a.yaml]\n  set: {train.epochs: abc}\n": "set.train.epochs: expected an integer, got 'abc' (in a.yaml)",
     }
     for text, message in cases.items():
         path = write(tmp_path / "s.yaml", text)
@@ -168,3 +171,19 @@ def test_a_diverging_config_is_reported_and_the_others_still_compare(tmp_path):
     assert res.exit_code == 3, res.output
     assert res.output.startswith("warning: b: loss became nan") and ",completed,0.0,,baseline" in res.output
     assert ",diverged," in res.output and "Suite g: 2 runs" in res.output
+
+
+def test_csv_and_json_of_several_groups_are_one_document_on_stdout(tmp_path):
+    for name, l2 in (("a", 0), ("b", 0.01)):
+        write(tmp_path / f"{name}.yaml", TINY.format(name=name, l2=l2))
+    suites = write(tmp_path / "s.yaml", "g1:\n  configs: [a.yaml]\ng2:\n  configs: [b.yaml]\n")
+    out = str(tmp_path / "o")
+    res = runner.invoke(app, ["suite", str(suites), "--out", out, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    tables = json.loads(res.stdout)  # the runs' printout went to stderr
+    assert list(tables) == ["g1", "g2"] and tables["g2"]["rows"][0]["name"].startswith("b-")
+    assert "Model a train ended" in res.stderr
+    res = runner.invoke(app, ["suite", str(suites), "--out", out + "2", "--format", "csv", "-q"])
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("suite,name,") and len(lines) == 3
+    assert lines[1].startswith("g1,a-") and lines[2].startswith("g2,b-")

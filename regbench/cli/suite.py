@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
+import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -86,18 +91,40 @@ def suite(
         for plan in plans:
             show_plan(plan, out)
         return
-    say = typer.echo
-    status = 0
+    # csv and json are for programs: stdout holds the table(s) alone, the runs' printout goes to stderr
+    machine = fmt in (Format.csv, Format.json)
+    say = (lambda text: typer.echo(text, err=True)) if machine else typer.echo
+    status, results = 0, []
     try:
         for plan in plans:
-            result = lib.run_suite(plan, out, lang=lang, quiet=quiet, stack=1 if no_stack else stack, say=say)
+            with contextlib.redirect_stdout(sys.stderr) if machine else contextlib.nullcontext():
+                result = lib.run_suite(plan, out, lang=lang, quiet=quiet, stack=1 if no_stack else stack, say=say)
+            results.append(result)
             show_result(result, fmt, quiet)
             if result.problems:
                 status = max(status, 3 if result.diverged_only else 1)
     except KeyboardInterrupt:
         raise fail("interrupted; the runs finished so far are kept (their folders list them)", 130) from None
+    if machine:
+        typer.echo(machine_tables(results, fmt), nl=False)
     if status:
         raise typer.Exit(status)
+
+
+def machine_tables(results: list[lib.SuiteResult], fmt: Format) -> str:
+    """One document for all groups: a group's compare table as `regbench compare` writes it; for several
+    groups, json maps each group to its table and csv adds a leading `suite` column."""
+    done = [(r.suite.name, r.comparison) for r in results if r.comparison is not None]
+    if len(done) == 1:
+        return done[0][1].render(fmt.value)
+    if fmt is Format.json:
+        return json.dumps({name: json.loads(comp.to_json()) for name, comp in done}, ensure_ascii=False) + "\n"
+    rows = [{"suite": name, **rec} for name, comp in done for rec in csv.DictReader(io.StringIO(comp.to_csv()))]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def show_list(rows: list[dict]) -> None:
@@ -130,9 +157,11 @@ def show_result(result: lib.SuiteResult, fmt: Format, quiet: bool) -> None:
     for problem in result.problems:
         typer.echo(f"warning: {problem}", err=True)
     comp = result.comparison
+    machine = fmt in (Format.csv, Format.json)
     if comp is not None:
         for note in [*comp.warnings, *result.notes]:
             typer.echo(f"note: {note}", err=True)
+    if comp is not None and not machine:  # csv and json are written once, after every group
         typer.echo("")
         if fmt is Format.table:
             from rich.console import Console
@@ -146,4 +175,5 @@ def show_result(result: lib.SuiteResult, fmt: Format, quiet: bool) -> None:
         else:
             typer.echo(comp.render(fmt.value), nl=False)
     n = len(result.runs)
-    typer.echo(f"Suite {result.suite.name}: {n} runs in {result.seconds:.0f} s; saved in {result.folder}")
+    line = f"Suite {result.suite.name}: {n} runs in {result.seconds:.0f} s; saved in {result.folder}"
+    typer.echo(line, err=machine)
