@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 from conftest import tiny
 from torch import nn
 
@@ -12,14 +15,9 @@ from regbench.group import train_group
 from regbench.model import build_model, init_weights, relu_after_max
 
 FAST_PATH = ("resident", "channels_last", "fused", "relu_after_max")
-FLOWERS_CNN = [
-    ["conv", {"ksize": 3, "chn": 6}],
-    ["max", {"stride": 2}],
-    ["conv", {"ksize": 3, "chn": 12}],
-    ["max", {"stride": 2}],
-    ["conv", {"ksize": 3, "chn": 24}],
-    ["avg", {"stride": 3}],
-]
+# the book's flowers CNN: conv(3,6)-max(2)-conv(3,12)-max(2)-conv(3,24)-avg(3)
+FLOWERS_YAML = Path(__file__).parent.parent / "configs" / "ch8" / "flowers_cnn.yaml"
+FLOWERS_CNN = yaml.safe_load(FLOWERS_YAML.read_text(encoding="utf-8"))["model"]["layers"]
 
 
 def built(layers, reorder: bool) -> nn.Module:
