@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import is_layer_entry, key_parts
 from .errors import RegbenchError, RunDirError
 from .rundir import CONFIG, STEPS, SUMMARY, Run, load_run, read_jsonl
 from .stats import Stat, Verdict, verdict
@@ -58,9 +59,17 @@ class Column:
 
 
 def lookup(data: Any, key: str) -> Any:
-    """`a.b.c` in nested mappings; None when any part is missing."""
+    """`a.b.c` in nested mappings (`model.layers[2].keep_prob` indexes lists and reads a layer's parameter);
+    None when any part is missing."""
     node = data
-    for part in key.split("."):
+    for part in key_parts(key):
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                return None
+            node = node[part]
+            continue
+        if is_layer_entry(node):
+            node = node[1] if len(node) == 2 else {}
         if not isinstance(node, dict) or part not in node:
             return None
         node = node[part]
@@ -245,7 +254,7 @@ def known_keys(runs: Sequence[Run]) -> list[str]:
 def check_key(key: str, runs: Sequence[Run], option: str, extra: Sequence[str] = ()) -> str:
     """`key` if some run (or a built-in column) has it; else a CompareError naming close matches."""
     known = known_keys(runs) + list(extra)
-    if key in known:
+    if key in known or ("[" in key and any(run_value(r, key) is not None for r in runs)):  # model.layers[2].chn
         return key
     pool = known if key_source(key) != "any" else [k for k in known if key_source(k) == "any"]
     leaves = [k for k in pool if not any(o.startswith(k + ".") for o in pool)]

@@ -233,35 +233,69 @@ class Config:
 
 
 # ----------------------------------------------------------------------------------------------- loading
+# a dotted key, with list indices: train.epochs, model.layers[2].keep_prob, model.layers[1].layers[0].chn
+KEY_RE = re.compile(r"[A-Za-z_]\w*(\[\d+\])*(\.[A-Za-z_]\w*(\[\d+\])*)*")
+
+
+def key_parts(key: str) -> list[str | int]:
+    """`model.layers[2].keep_prob` → ["model", "layers", 2, "keep_prob"]."""
+    return [int(p[1:-1]) if p.startswith("[") else p for p in re.findall(r"\[\d+\]|[^.\[\]]+", key)]
+
+
+def key_text(parts: list[str | int]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+
+
+def is_layer_entry(node: Any) -> bool:
+    """`[kind]` or `[kind, {params}]`: a key below it names one of the layer's parameters."""
+    return isinstance(node, list) and 1 <= len(node) <= 2 and isinstance(node[0], str)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """`train.epochs=3` → ("train.epochs", 3); the value is parsed as YAML."""
     key, sep, raw = text.partition("=")
     key = key.strip()
-    if not sep or not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
-        raise ConfigError("expected KEY.PATH=VALUE, e.g. train.epochs=3", source=f"--set {text}")
+    if not sep or not key or not KEY_RE.fullmatch(key):
+        raise ConfigError(
+            "expected KEY.PATH=VALUE, e.g. train.epochs=3 or model.layers[2].keep_prob=0.8", source=f"--set {text}"
+        )
     return key, load_yaml(raw, source=f"--set {text}") if raw.strip() else None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set each dotted key in a copy of the raw config dict (intermediate mappings are created)."""
+    """Set each key in a copy of the raw config dict. Missing mappings on the way are created; `[i]` picks
+    entry i of a list (which must exist); a key below a layer entry `[kind, {params}]` sets a parameter."""
     import copy
 
     out = copy.deepcopy(raw)
     for key, value in overrides.items():
-        node = out
-        parts = key.split(".")
-        for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
+        parts, node = key_parts(key), out
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(part, int):
+                if not isinstance(node, list) or part >= len(node):
+                    size = {list: f"a list of {len(node) if isinstance(node, list) else 0}", dict: "a mapping"}
+                    what = "it is not set" if node is None else f"in {size.get(type(node)) or describe(node)}"
+                    raise ConfigError(f"no entry [{part}]: {what}", source=f"--set {key}", path=key_text(parts[:i]))
+                if last:
+                    node[part] = value
+                else:
+                    node = node[part]
+                continue
+            if is_layer_entry(node):
+                if len(node) == 1:
+                    node.append({})
+                node = node[1]
+            if not isinstance(node, dict):
                 raise ConfigError(
-                    f"cannot set a key inside {describe(nxt)}",
-                    source=f"--set {key}",
-                    path=".".join(parts[: i + 1]),
+                    f"cannot set a key inside {describe(node)}", source=f"--set {key}", path=key_text(parts[:i])
                 )
-            node = nxt
-        node[parts[-1]] = value
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None and isinstance(parts[i + 1], str):
+                    node[part] = {}
+                node = node.get(part)
     return out
 
 

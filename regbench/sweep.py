@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import NAME_RE, Config, load_config
+from .config import KEY_RE, NAME_RE, Config, load_config
 from .errors import ConfigError, RegbenchError
 from .runner import RunResult, RunTask, run_trials
 from .schema import describe, parse, read_yaml_file, require, to_plain
@@ -45,7 +45,6 @@ METRICS = {  # the label the book prints, and which way is better
     "test_loss": ("test loss", "minimize"),
 }
 LABELS = {"optimizer.lr": "lr", "regularizer.l2_decay": "weight decay", "optimizer.weight_decay": "weight decay"}
-KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 INDEX, SPEC, STUDY_DB, LOCK = "sweep.json", "sweep.yaml", "study.db", ".sweep.lock"
 HEADER = "===== Hyper-Parameter Optimization Result ====="
 DEFAULT_STACK = 32  # runs per stacked model in a sweep (`--stack K`; memory bounds it too)

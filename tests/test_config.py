@@ -148,6 +148,39 @@ def test_python_tags_are_rejected(tmp_path):
     assert "unsafe or unknown YAML tag rejected" in msg
 
 
+def test_overrides_index_into_layer_lists_and_set_a_layers_parameters():
+    layers = [
+        ["conv", {"ksize": 3, "chn": 4}],
+        ["max", {"stride": 2}],
+        ["dropout", {"keep_prob": 0.6}],
+        ["batch_normal"],
+        8,
+    ]
+    cfg = load_config(
+        {"model": {"layers": layers}},
+        [
+            "model.layers[0].chn=6",
+            "model.layers[2].keep_prob=0.8",
+            "model.layers[3].exp_ratio=0.1",
+            "model.layers[4]=16",
+        ],
+    )
+    assert cfg.model.layers[0][1]["chn"] == 6 and cfg.model.layers[2] == ["dropout", {"keep_prob": 0.8}]
+    assert cfg.model.layers[3][1]["exp_ratio"] == 0.1 and cfg.model.layers[4] == ["full", {"width": 16}]
+    nested = [["serial", {"repeat": 2, "layers": [["conv", {"ksize": 3, "chn": 4}]]}], 8]
+    cfg = load_config({"model": {"layers": nested}}, {"model.layers[0].layers[0].chn": 5})
+    assert cfg.model.layers[0][1]["layers"][0][1]["chn"] == 5
+    assert "model.layers: no entry [7]: in a list of 5" in error(
+        {"model": {"layers": layers}}, ["model.layers[7].chn=3"]
+    )
+    assert "model.layers[4]: cannot set a key inside 8" in error({"model": {"layers": layers}}, ["model.layers[4].x=1"])
+    assert "train: no entry [0]: in a mapping" in error({"train": {"epochs": 2}}, ["train[0]=1"])
+    assert "model.xs: no entry [0]: it is not set" in error({}, ["model.xs[0]=1"])
+    assert "model.layers[2].keep_prob: must be in (0, 1], got 2.0" in error(
+        {"model": {"layers": layers}}, ["model.layers[2].keep_prob=2"]
+    )
+
+
 def test_run_names_cannot_escape_the_runs_folder():
     assert "name: must be letters, digits" in error({"name": "../../x"})
 

@@ -548,3 +548,28 @@ def test_trials_that_share_an_architecture_train_side_by_side(tmp_path, monkeypa
         assert a.params == b.params and a.value == pytest.approx(b.value, abs=0.02)
         ra, rb = load_run(tmp_path / "a" / "g6" / f"g6-{a.key}-s1"), load_run(tmp_path / "b" / "g6" / f"g6-{b.key}-s1")
         assert [m["train_loss"] for m in ra.metrics] == pytest.approx([m["train_loss"] for m in rb.metrics], rel=2e-4)
+
+
+def test_a_sweep_over_a_layer_parameter_stacks_and_shows_it_in_the_table(tmp_path, monkeypatch):
+    """`model.layers[1].keep_prob` varies the dropout of the layer list; the trials stack (keep_prob is a
+    per-member value) and the ranking table has the key as a column."""
+    from regbench import group
+
+    stacked_calls = []
+    real = group.fit_stacked
+    monkeypatch.setattr(
+        group, "fit_stacked", lambda cfgs, *a, **k: stacked_calls.append(len(cfgs)) or real(cfgs, *a, **k)
+    )
+    body = "name: kp\nparams:\n  model.layers[1].keep_prob: [0.5, 1.0]\n"
+    path = sweep_file(tmp_path, body)
+    text = path.read_text(encoding="utf-8").replace("layers: [16]", "layers: [16, [dropout, {keep_prob: 0.9}]]")
+    path.write_text(text, encoding="utf-8")
+    report = run_sweep(load_sweep(path), tmp_path / "o", workers=0, say=quiet)
+    assert stacked_calls == [2] and [v.params for v in sorted(report.views, key=lambda v: v.key)] == [
+        {"model.layers[1].keep_prob": 0.5},
+        {"model.layers[1].keep_prob": 1.0},
+    ]
+    run = load_run(tmp_path / "o" / "kp" / "kp-t000-s1")
+    assert run.config["model"]["layers"][1] == ["dropout", {"keep_prob": 0.5}]
+    res = cli.invoke(app, ["sweep", "--status", str(tmp_path / "o" / "kp")])
+    assert res.exit_code == 0 and "model.layers[1].keep_prob" in res.output, res.output
