@@ -105,9 +105,10 @@ def train(
         raise
 
 
-def resume(path: str | Path, *, lang: str = "ko", quiet: bool = False) -> Run:
-    """Continue an unfinished run (killed or interrupted) from its last checkpoint; a diverged run is refused."""
-    return trainer.resume(path, lang=check_lang(lang), quiet=quiet)
+def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", quiet: bool = False) -> Run:
+    """Continue an unfinished run (killed or interrupted) from its last checkpoint; a diverged run is refused.
+    With `epochs`, train a run (completed too) on to that many epochs."""
+    return trainer.resume(path, epochs=epochs, lang=check_lang(lang), quiet=quiet)
 
 
 def compare(

@@ -305,6 +305,9 @@ class Member:
         else:  # continue after the checkpoint's epoch, with every state as it was then
             self.summary = {**ckpt["summary"], "status": "running", "host": socket.gethostname(), "pid": os.getpid()}
             self.summary.setdefault("resumed", []).append({"after_epoch": ckpt["epoch"], "at": now_iso()})
+            if epochs != self.summary.get("epochs"):  # trained on to more epochs
+                self.summary["resumed"][-1]["epochs"] = epochs
+                self.summary["epochs"] = epochs
             rows = ckpt.get("metrics")  # older checkpoints carry them; metrics.jsonl always has them
             if rows is None:
                 rows = [r for r in read_jsonl(path / METRICS) if r.get("epoch", 0) <= ckpt["epoch"]]
@@ -739,31 +742,57 @@ def tested_probabilities(cfg: Config, setup: Setup, path: Path, summary: dict[st
     return probabilities(net, setup.splits["test"].x)
 
 
-def resume(path: str | Path, *, lang: str = "ko", quiet: bool = False) -> Run:
+def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", quiet: bool = False) -> Run:
     """Continue an unfinished run (killed or interrupted) from its last checkpoint; a diverged run is refused.
 
     The run's own resolved config is used; the metrics, logs and random states continue as if the run
-    had never stopped (on the CPU the final metrics are identical to an uninterrupted run's).
+    had never stopped (on the CPU the final metrics are identical to an uninterrupted run's). With
+    `epochs` (more than the run's), a run, completed or not, trains on to that many epochs, as if it had
+    been started with them (config.yaml and the summary say so; the test report is made anew).
     """
     from .config import load_config
 
     path = Path(path)
     run = load_run(path)
-    if run.status == "completed":
-        raise RunDirError(f"{path}: the run is already completed; nothing to resume")
     if run.status == "diverged":
         raise RunDirError(
             f"{path}: the run diverged; resuming would repeat the same steps and diverge again "
             "(train its config.yaml again with a lower optimizer.lr)"
         )
     cfg = load_config(run.config)
+    if epochs is not None:
+        cfg = extended(cfg, run, epochs)
+    elif run.status == "completed":
+        raise RunDirError(f"{path}: the run is already completed; nothing to resume (--epochs N trains it on)")
     setup = prepare(cfg, threads=run.summary.get("threads"))
+    if epochs is not None:
+        RunWriter(path).write_config(cfg.to_dict())
     say = fmt.Printer(quiet)
     if cfg.train.ensemble > 1:
         train_ensemble(cfg, setup, path, say, lang)
     else:
         fit(cfg, setup, path, say, lang, load_checkpoint(path))
     return load_run(path)
+
+
+def extended(cfg: Config, run: Run, epochs: int) -> Config:
+    """`cfg` with `epochs` epochs, if training the run on to them gives what a run started with them gives."""
+    import dataclasses
+
+    tc, where = cfg.train, f"{run.path}: cannot train on to {epochs} epochs"
+    if epochs <= tc.epochs:
+        raise RunDirError(f"{where}: it already has {tc.epochs}; give more")
+    if tc.iterations is not None:
+        raise RunDirError(f"{where}: its length is train.iterations ({tc.iterations}); train its config again")
+    if run.summary.get("stopped_early"):
+        raise RunDirError(f"{where}: early stopping ended it at epoch {run.summary.get('epochs_done')}")
+    if cfg.optimizer.schedule == "cosine":
+        raise RunDirError(f"{where}: its cosine schedule spans the planned {tc.epochs} epochs")
+    if tc.ensemble > 1:
+        raise RunDirError(f"{where}: an ensemble's members cannot be extended; train its config again")
+    if not (run.path / "checkpoint.pt").is_file():
+        raise RunDirError(f"{where}: it has no checkpoint.pt to continue from")
+    return dataclasses.replace(cfg, train=dataclasses.replace(tc, epochs=epochs))
 
 
 def write_mean_metrics(path: Path, member_dirs: list[Path], writer: RunWriter) -> None:

@@ -170,6 +170,37 @@ def test_resume_refuses_finished_runs_and_non_runs(runs, tmp_path):
     assert res.exit_code == 2 and "--set cannot change a run being resumed" in res.output
 
 
+def test_a_completed_run_trains_on_to_more_epochs_as_if_started_with_them(runs):
+    short = regbench.train(tiny(train__epochs=2), runs / "a", quiet=True)
+    straight = regbench.train(tiny(train__epochs=4), runs / "b", quiet=True)
+    res = runner.invoke(app, ["train", "--resume", str(short.path), "--epochs", "4", "-q"])
+    assert res.exit_code == 0, res.output
+    longer = load_run(short.path)
+    assert longer.status == "completed" and longer.config["train"]["epochs"] == 4 and len(longer.metrics) == 4
+    assert [m["train_loss"] for m in longer.metrics] == [m["train_loss"] for m in straight.metrics]
+    assert longer.summary["test_acc"] == straight.summary["test_acc"]
+    assert longer.summary["epochs"] == 4 and longer.summary["resumed"][-1]["epochs"] == 4
+    # a run trained side by side with another trains on alone, to the same numbers
+    a, b = regbench.train(tiny(train__epochs=2), runs / "c", seeds=2, quiet=True)
+    regbench.resume(a.path, epochs=4, quiet=True)
+    assert [m["val_acc"] for m in load_run(a.path).metrics] == [m["val_acc"] for m in straight.metrics]
+
+
+@pytest.mark.parametrize(
+    "over, epochs, message",
+    [
+        ({}, 2, "it already has 2; give more"),
+        ({"optimizer__schedule": "cosine"}, 4, "its cosine schedule spans the planned 2 epochs"),
+        ({"train__iterations": 20}, 4, "its length is train.iterations (20)"),
+    ],
+)
+def test_training_on_is_refused_where_it_would_differ(runs, over, epochs, message):
+    run = regbench.train(tiny(**over), runs, quiet=True)
+    res = runner.invoke(app, ["train", "--resume", str(run.path), "--epochs", str(epochs)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output
+    assert load_run(run.path).metrics == run.metrics  # nothing changed
+
+
 def test_divergence_exits_3_with_one_line_naming_epoch_and_step(tmp_path):
     cfg = write(
         tmp_path / "boom.yaml", "data: {name: synthetic, count: 100, classes: 3}\noptimizer: {name: sgd, lr: 1.0e+12}\n"

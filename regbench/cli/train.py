@@ -43,6 +43,10 @@ def train(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this unfinished run directory from its last epoch.")
     ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option("--epochs", min=1, help="With --resume: train the run (completed too) on to N epochs in all."),
+    ] = None,
     stack: Annotated[
         int | None,
         typer.Option(
@@ -64,12 +68,14 @@ def train(
         raise fail("give a CONFIG file to train, or --resume RUN_DIR to continue a run (not both)")
     if no_stack and stack is not None:
         raise fail("--stack K and --no-stack contradict each other; give one")
+    if epochs is not None and resume is None:
+        raise fail("--epochs goes with --resume RUN_DIR; for a new run use --set train.epochs=N")
     if resume is not None and (set_ or seeds is not None):
         option = "--set" if set_ else "--seeds"
         raise fail(f"{option} cannot change a run being resumed; it continues with its own config.yaml")
     try:
         if resume is not None:
-            runs = [guarded(api.resume, resume, lang=lang, quiet=quiet)]
+            runs = [guarded(api.resume, resume, epochs=epochs, lang=lang, quiet=quiet)]
         else:
             cfg = guarded(load_config, config, set_ or [])
             stacking = 1 if no_stack else stack
