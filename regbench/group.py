@@ -301,6 +301,8 @@ def fit_stacked(
     final: dict[int, tuple[dict, dict]] = {}  # member → (last weights, tested weights) once it stops
     if tc.report > 0:
         console(f"Model {cfg.name} train started ({k} models side by side):")
+        for member in members:  # each run's own log.txt reads as if it had trained alone
+            member.say(fmt.train_started(member.cfg.name))
     t0 = t_report = last_round = time.perf_counter()
     round_cost = 0.0
     try:

@@ -186,7 +186,8 @@ def test_members_write_ordinary_run_directories(runs):
         assert regbench.load_config(run.config) == cfg  # its own seed, lr, l2 and keep_prob
         net, _ = build_model(cfg.model, (1, 8, 8), [3])
         net.load_state_dict(run.state_dict())  # loadable by the single-model builder
-        assert "Model tiny test report" in (run.path / "log.txt").read_text()
+        log = (run.path / "log.txt").read_text(encoding="utf-8")
+        assert log.startswith("Model tiny train started:\n") and "Model tiny test report" in log  # as if alone
 
 
 def test_early_stopping_member_freezes_while_others_go_on(runs):
