@@ -489,6 +489,7 @@ def fit(
     if ckpt is not None:
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
+        match_layouts(opt)
         set_rng_states(ckpt["rng"], gens)
 
     test_probs = None
@@ -603,6 +604,18 @@ def run_epoch(cfg, net, opt, reg, params, data, gens, augment, start, n_steps, s
     seen = torch.cat(preds)
     correct = (seen == data.y.index_select(0, perm[: len(seen)])).sum(0)
     return torch.stack(losses), correct, norms, len(range(0, n_steps, norm_every))
+
+
+def match_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give each optimizer state tensor its parameter's memory layout. A checkpoint written by a stacked
+    member holds NCHW moments; the fused kernels walk a channels_last weight and its moments as flat
+    memory, so a layout mismatch would pair the wrong elements without an error."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def rng_states(gens: dict[str, torch.Generator]) -> dict[str, Any]:
