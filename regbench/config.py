@@ -279,8 +279,10 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
                     raise ConfigError(f"no entry [{part}]: {what}", source=f"--set {key}", path=key_text(parts[:i]))
                 if last:
                     node[part] = value
-                else:
-                    node = node[part]
+                    continue
+                if isinstance(node[part], int) and parts[i - 1] == "layers" and isinstance(parts[i + 1], str):
+                    node[part] = ["full", {"width": node[part]}]  # a bare int is a full layer of that width
+                node = node[part]
                 continue
             if is_layer_entry(node):
                 if len(node) == 1:
@@ -297,6 +299,27 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
                     node[part] = {}
                 node = node.get(part)
     return out
+
+
+def with_defaults(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with the default value filled in where an override indexes into a list the file leaves out
+    (`model.layers[0]=20` with the book's default layers [30, 10])."""
+    missing = {}
+    for key in overrides:
+        parts = key_parts(key)
+        head = next((i for i, p in enumerate(parts) if isinstance(p, int)), None)
+        if head is not None and head > 0 and lookup_plain(raw, parts[:head]) is None:
+            missing[key_text(parts[:head])] = lookup_plain(Config().to_dict(), parts[:head])
+    return apply_overrides(raw, missing) if missing else raw
+
+
+def lookup_plain(data: Any, parts: list[str | int]) -> Any:
+    for part in parts:
+        if isinstance(part, int):
+            data = data[part] if isinstance(data, list) and part < len(data) else None
+        else:
+            data = data.get(part) if isinstance(data, dict) else None
+    return data
 
 
 def load_config(
@@ -323,8 +346,12 @@ def load_config(
         pairs = [parse_override(o) for o in overrides]
         overrides = dict(pairs)
     if overrides:
-        raw = apply_overrides(raw, overrides)
-        label = f"{label} (with --set {', '.join(overrides)})"
+        with_set = f"{label} (with --set {', '.join(overrides)})"
+        try:
+            raw = apply_overrides(with_defaults(raw, overrides), overrides)
+        except ConfigError as e:
+            raise ConfigError(e.detail, source=with_set, path=e.path) from None
+        label = with_set
     raw = dict(raw)
     raw.setdefault("name", default_name)
     try:

@@ -291,6 +291,8 @@ def fit_stacked(
     total_steps = tc.iterations or steps * tc.epochs
     epochs = math.ceil(total_steps / steps)
     members = [Member(c, setup, p, fmt.Printer(True), epochs) for c, p in zip(cfgs, paths, strict=True)]
+    for member in members:
+        member.summary.setdefault("lang", lang)
     for member in members:  # its train_s is the whole group's wall time
         member.summary["side_by_side"] = k
     weight = torch.ones(k, device=device)  # a frozen member's loss counts 0

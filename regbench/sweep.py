@@ -349,7 +349,28 @@ def parse_params(f: SweepFile) -> dict[str, ParamSpec]:
                 path=f"params.{key}",
             )
         params[key] = parse(ParamSpec, spec, f"params.{key}")
+    for key in params:  # model.layers and model.layers[2].keep_prob: which value would a trial get?
+        for other in params:
+            if key.startswith((other + ".", other + "[")):
+                raise ConfigError(
+                    f"lies inside params.{other}, which replaces it; vary one of them", path=f"params.{key}"
+                )
+    for key in f.set or {}:
+        covering = next((p for p in params if str(key).startswith((p + ".", p + "["))), None)
+        if covering is not None:
+            raise ConfigError(f"params.{covering} replaces it in every trial; set it there", path=f"set.{key}")
     return params
+
+
+def set_key(e: ConfigError, overrides: dict[str, Any]) -> str | None:
+    """The key of the sweep's `set:` that error `e` is about, if any (its path or one inside it)."""
+    path = e.path or ""
+    for key in overrides:
+        if path and (
+            key == path or key.startswith((path + ".", path + "[")) or path.startswith((key + ".", key + "["))
+        ):
+            return key
+    return None
 
 
 def load_base(f: SweepFile, label: str, folder: Path) -> Config:
@@ -368,12 +389,15 @@ def load_base(f: SweepFile, label: str, folder: Path) -> Config:
         except ConfigError as e:
             if e.detail == "file not found" and e.path is None:
                 raise ConfigError(f"config file {path} not found", source=label, path="base") from None
+            key = set_key(e, overrides)
+            if key is not None:
+                raise ConfigError(e.detail, source=label, path=f"set.{key}") from None
             raise
     if isinstance(f.base, dict):
         try:
             return load_config(f.base, overrides=overrides)
         except ConfigError as e:
-            where = e.path if e.path and e.path.split(".")[0] in overrides else None
+            where = set_key(e, overrides)
             path = f"set.{where}" if where else "base" + (f".{e.path}" if e.path else "")
             raise ConfigError(e.detail, source=label, path=path) from None
     raise ConfigError(

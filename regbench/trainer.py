@@ -486,6 +486,7 @@ def fit(
     total_steps = tc.iterations or steps * tc.epochs
     epochs = math.ceil(total_steps / steps)
     member = Member(cfg, setup, path, say, epochs, ckpt)
+    member.summary.setdefault("lang", lang)  # a resumed run goes on printing in its own language
     if ckpt is not None:
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -773,6 +774,7 @@ def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", qui
             "(train its config.yaml again with a lower optimizer.lr)"
         )
     cfg = load_config(run.config)
+    lang = run.summary.get("lang", lang)
     if epochs is not None:
         cfg = extended(cfg, run, epochs)
     elif run.status == "completed":
@@ -793,10 +795,12 @@ def extended(cfg: Config, run: Run, epochs: int) -> Config:
     import dataclasses
 
     tc, where = cfg.train, f"{run.path}: cannot train on to {epochs} epochs"
-    if epochs <= tc.epochs:
-        raise RunDirError(f"{where}: it already has {tc.epochs}; give more")
     if tc.iterations is not None:
         raise RunDirError(f"{where}: its length is train.iterations ({tc.iterations}); train its config again")
+    if epochs <= tc.epochs:
+        done = run.summary.get("epochs_done", 0)
+        finish = "" if done >= tc.epochs else f" ({done} done so far; --resume alone finishes them)"
+        raise RunDirError(f"{where}: its config already has train.epochs {tc.epochs}{finish}; give more")
     if run.summary.get("stopped_early"):
         raise RunDirError(f"{where}: early stopping ended it at epoch {run.summary.get('epochs_done')}")
     if cfg.optimizer.schedule == "cosine":

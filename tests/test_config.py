@@ -173,7 +173,11 @@ def test_overrides_index_into_layer_lists_and_set_a_layers_parameters():
     assert "model.layers: no entry [7]: in a list of 5" in error(
         {"model": {"layers": layers}}, ["model.layers[7].chn=3"]
     )
-    assert "model.layers[4]: cannot set a key inside 8" in error({"model": {"layers": layers}}, ["model.layers[4].x=1"])
+    assert "model.layers[4].x: unknown key 'x'; allowed: width" in error(
+        {"model": {"layers": layers}}, ["model.layers[4].x=1"]
+    )
+    cfg = load_config({}, ["model.layers[0].width=20", "model.layers[1]=7"])  # into the book's default [30, 10]
+    assert cfg.model.layers == [["full", {"width": 20}], ["full", {"width": 7}]]
     assert "train: no entry [0]: in a mapping" in error({"train": {"epochs": 2}}, ["train[0]=1"])
     assert "model.xs: no entry [0]: it is not set" in error({}, ["model.xs[0]=1"])
     assert "model.layers[2].keep_prob: must be in (0, 1], got 2.0" in error(
@@ -187,7 +191,9 @@ def test_run_names_cannot_escape_the_runs_folder():
 
 def test_bad_override_syntax():
     assert "--set epochs: expected KEY.PATH=VALUE" in error({}, ["epochs"])
-    assert "--set train.epochs.x: train: cannot set a key inside 3" in error({"train": 3}, ["train.epochs.x=1"])
+    assert "<config> (with --set train.epochs.x): train: cannot set a key inside 3" in error(
+        {"train": 3}, ["train.epochs.x=1"]
+    )
 
 
 def test_api_exports_one_error_type():

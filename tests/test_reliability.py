@@ -192,7 +192,7 @@ def test_a_completed_run_trains_on_to_more_epochs_as_if_started_with_them(runs):
 @pytest.mark.parametrize(
     "over, epochs, message",
     [
-        ({}, 2, "it already has 2; give more"),
+        ({}, 2, "its config already has train.epochs 2; give more"),
         ({"optimizer__schedule": "cosine"}, 4, "its cosine schedule spans the planned 2 epochs"),
         ({"train__iterations": 20}, 4, "its length is train.iterations (20)"),
     ],
@@ -521,3 +521,12 @@ def test_checkpoint_cadence(runs, monkeypatch):
     calls.clear()
     throttled = regbench.train(tiny(train__epochs=5), runs, quiet=True)  # epochs of milliseconds
     assert calls[-1] == 5 and len(calls) < 5 and load_checkpoint(throttled.path)["epoch"] == 5
+
+
+def test_a_resumed_run_goes_on_in_its_own_language(runs):
+    run = regbench.train(tiny(train__epochs=1, train__show=2), runs, quiet=True, lang="en")
+    assert run.summary["lang"] == "en"
+    regbench.resume(run.path, epochs=2, quiet=True)  # the call's default is ko; the run's en wins
+    log = (run.path / "log.txt").read_text(encoding="utf-8")
+    assert log.count("estimated distribution") == 2
+    assert "추정" not in log

@@ -183,6 +183,8 @@ def test_csv_and_json_of_several_groups_are_one_document_on_stdout(tmp_path):
     tables = json.loads(res.stdout)  # the runs' printout went to stderr
     assert list(tables) == ["g1", "g2"] and tables["g2"]["rows"][0]["name"].startswith("b-")
     assert "Model a train ended" in res.stderr
+    res = runner.invoke(app, ["suite", str(suites), "--out", out, "--format", "json", "--dry-run"])
+    assert res.exit_code == 0 and res.stdout == "" and "Suite g1: 1 runs" in res.stderr
     res = runner.invoke(app, ["suite", str(suites), "--out", out + "2", "--format", "csv", "-q"])
     lines = res.stdout.splitlines()
     assert lines[0].startswith("suite,name,") and len(lines) == 3

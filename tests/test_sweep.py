@@ -87,6 +87,18 @@ def quiet(_line: str) -> None:
         ("params: {name: [a, b]}", "params.name: the runs are named by the sweep"),
         ("params: []", "s.yaml: params: expected a mapping of config keys"),
         ("method: grid\ntrials: 5\nparams: {optimizer.lr: [0.1, 0.2]}", "trials: a grid runs all its 2 points"),
+        (
+            "params:\n  model.layers[0].width: [8]\n  model.layers: [[16]]",
+            "params.model.layers[0].width: lies inside params.model.layers, which replaces it",
+        ),
+        (
+            "set:\n  model.layers[0].width: 8\nparams:\n  model.layers: [[16]]",
+            "set.model.layers[0].width: params.model.layers replaces it in every trial",
+        ),
+        (
+            "set:\n  model.layers[3].width: 8\nparams: {optimizer.lr: [0.1]}",
+            "s.yaml: set.model.layers[3].width: no entry [3]",
+        ),
     ],
 )
 def test_sweep_file_errors_are_one_line_naming_the_key(tmp_path, body, expected):
@@ -573,3 +585,9 @@ def test_a_sweep_over_a_layer_parameter_stacks_and_shows_it_in_the_table(tmp_pat
     assert run.config["model"]["layers"][1] == ["dropout", {"keep_prob": 0.5}]
     res = cli.invoke(app, ["sweep", "--status", str(tmp_path / "o" / "kp")])
     assert res.exit_code == 0 and "model.layers[1].keep_prob" in res.output, res.output
+    res = cli.invoke(
+        app, ["compare", str(tmp_path / "o" / "kp"), "--where", "model.layers[1].keep_prob>0.6", "-f", "csv"]
+    )
+    assert res.exit_code == 0 and [line.split(",")[0] for line in res.stdout.splitlines()[1:]] == ["kp-t001-s1"], (
+        res.output
+    )

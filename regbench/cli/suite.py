@@ -89,7 +89,7 @@ def suite(
     plans = [guarded(lib.plan_suite, s, **kw) for s in leaves]
     if dry_run:
         for plan in plans:
-            show_plan(plan, out)
+            show_plan(plan, out, err=fmt in (Format.csv, Format.json))
         return
     # csv and json are for programs: stdout holds the table(s) alone, the runs' printout goes to stderr
     machine = fmt in (Format.csv, Format.json)
@@ -145,12 +145,14 @@ def show_list(rows: list[dict]) -> None:
     typer.echo("absent: `regbench data fetch NAME` (or see `regbench datasets`), or --smoke for a synthetic stand-in")
 
 
-def show_plan(plan: lib.Plan, out: Path) -> None:
-    typer.echo(f"Suite {plan.suite.name}: {plan.runs} runs into {lib.folder_of(plan.suite, out, plan.smoke)}")
+def show_plan(plan: lib.Plan, out: Path, err: bool = False) -> None:
+    """The dry run's plan (on stderr with --format csv|json: stdout is for the tables)."""
+    say = lambda text: typer.echo(text, err=err)  # noqa: E731
+    say(f"Suite {plan.suite.name}: {plan.runs} runs into {lib.folder_of(plan.suite, out, plan.smoke)}")
     for i, cfgs in enumerate(plan.passes, 1):
-        typer.echo("  " + lib.pass_line(plan.suite, i, len(plan.passes), cfgs, len(cfgs) > 1).split(": ", 1)[1])
+        say("  " + lib.pass_line(plan.suite, i, len(plan.passes), cfgs, len(cfgs) > 1).split(": ", 1)[1])
     for name in plan.absent:
-        typer.echo(f"  note: data set '{name}' is not here (`regbench datasets` shows where it goes; or --smoke)")
+        say(f"  note: data set '{name}' is not here (`regbench datasets` shows where it goes; or --smoke)")
 
 
 def show_result(result: lib.SuiteResult, fmt: Format, quiet: bool) -> None:
