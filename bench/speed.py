@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import regbench
-from regbench.config import load_config
+from regbench.config import FAST_PATH, load_config
 from regbench.data import load_data
 from regbench.model import build_model, init_weights, relu_after_max
 
@@ -63,7 +63,6 @@ CASES = {
     "digits_cnn_b10": ({"model": {"layers": DIGITS_CNN}, "train": {"batch_size": 10}}, 3, 1.1),
     "digits_cnn_b128": ({"model": {"layers": DIGITS_CNN}, "train": {"batch_size": 128}}, 30, 1.25),
 }
-FAST_PATH = ("resident", "channels_last", "fused", "relu_after_max")  # the train: switches of the fast path
 OVERHEAD_TARGET = 5.0  # percent of epoch time
 THREADS = torch.get_num_threads()  # every loop of the benchmark runs with torch's default thread count
 STACK_TARGETS = {"stack16": 4.0, "search100": 2.0}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import is_layer_entry, key_parts
+from .config import get_key as lookup
 from .errors import RegbenchError, RunDirError
 from .rundir import CONFIG, STEPS, SUMMARY, Run, load_run, read_jsonl
 from .stats import Stat, Verdict, verdict
@@ -56,24 +56,6 @@ class Column:
     get: Callable[[Run], Any]
     kind: str = "result"  # result | config | text
     fmt: str = ".3f"
-
-
-def lookup(data: Any, key: str) -> Any:
-    """`a.b.c` in nested mappings (`model.layers[2].keep_prob` indexes lists and reads a layer's parameter);
-    None when any part is missing."""
-    node = data
-    for part in key_parts(key):
-        if isinstance(part, int):
-            if not isinstance(node, list) or part >= len(node):
-                return None
-            node = node[part]
-            continue
-        if is_layer_entry(node):
-            node = node[1] if len(node) == 2 else {}
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def number(v: Any) -> float | None:
@@ -713,14 +695,7 @@ class Comparison:
         return records
 
     def to_csv(self) -> str:
-        records = self.flat_records()
-        fields = list(dict.fromkeys(k for rec in records for k in rec)) or list(self.columns)
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-        w.writeheader()
-        for rec in records:
-            w.writerow({k: "" if v is None else v for k, v in rec.items()})
-        return buf.getvalue()
+        return csv_text(self.flat_records(), list(self.columns))
 
     def to_pandas(self):
         """The table as a pandas DataFrame (pandas is imported only here; it is not a dependency)."""
@@ -819,6 +794,17 @@ class Comparison:
             console.print(self.to_rich(200))
             return console.export_text()
         raise CompareError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+def csv_text(records: list[dict[str, Any]], fields: list[str] | None = None) -> str:
+    """Records as CSV: the union of their keys as the header (`fields` when there are none), None as ''."""
+    buf = io.StringIO()
+    keys = list(dict.fromkeys(k for rec in records for k in rec)) or fields or []
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    for rec in records:
+        w.writerow({k: "" if v is None else v for k, v in rec.items()})
+    return buf.getvalue()
 
 
 def _num(v: Any) -> float | None:

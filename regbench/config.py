@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -208,6 +209,9 @@ class TrainConfig:
         require(self.checkpoint_every >= 0, "checkpoint_every", "must be ≥ 0 seconds", self.checkpoint_every)
 
 
+FAST_PATH = ("resident", "channels_last", "fused", "relu_after_max")  # the train: switches of the fast path
+
+
 @dataclass(frozen=True)
 class Config:
     name: str = "run"  # the run directory's prefix (default: the config file's name)
@@ -308,18 +312,34 @@ def with_defaults(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
     for key in overrides:
         parts = key_parts(key)
         head = next((i for i, p in enumerate(parts) if isinstance(p, int)), None)
-        if head is not None and head > 0 and lookup_plain(raw, parts[:head]) is None:
-            missing[key_text(parts[:head])] = lookup_plain(Config().to_dict(), parts[:head])
+        if head is not None and head > 0 and get_key(raw, key_text(parts[:head])) is None:
+            missing[key_text(parts[:head])] = get_key(Config().to_dict(), key_text(parts[:head]))
     return apply_overrides(raw, missing) if missing else raw
 
 
-def lookup_plain(data: Any, parts: list[str | int]) -> Any:
-    for part in parts:
+def get_key(data: Any, key: str) -> Any:
+    """The value at `key` (`a.b.c`; `model.layers[2].keep_prob` indexes lists and reads a layer entry's
+    parameter) in nested mappings; None when any part is missing."""
+    node = data
+    for part in key_parts(key):
         if isinstance(part, int):
-            data = data[part] if isinstance(data, list) and part < len(data) else None
-        else:
-            data = data.get(part) if isinstance(data, dict) else None
-    return data
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        if is_layer_entry(node):
+            node = node[1] if len(node) == 2 else {}
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def override_at(path: str | None, keys: Iterable[str]) -> str | None:
+    """Which of the override `keys` an error at key `path` is about: the key itself, one inside it, or the
+    one it lies inside (None if none)."""
+    if not path:
+        return None
+    for key in keys:
+        if key == path or key.startswith((path + ".", path + "[")) or path.startswith((key + ".", key + "[")):
+            return key
+    return None
 
 
 def load_config(

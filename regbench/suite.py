@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare import CompareError, Comparison, compare
-from .config import NAME_RE, Config, load_config, parse_override
+from .config import NAME_RE, Config, load_config, override_at, parse_override
 from .errors import ConfigError, DataError, DivergedError, RegbenchError
 from .schema import describe, parse, read_yaml_file, require
 
@@ -279,7 +279,7 @@ def plan_suite(
         try:
             cfg = load_config(file, {**suite.overrides, **extra})
         except ConfigError as e:  # name the group's own `set:` when its value is the one at fault
-            key = next((k for k in suite.overrides if k not in extra and (e.path or "").startswith(k)), None)
+            key = override_at(e.path, [k for k in suite.overrides if k not in extra])
             if key is None:
                 raise
             raise ConfigError(f"{e.detail} (in {file.name})", source=suite.source, path=f"set.{key}") from None

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import KEY_RE, NAME_RE, Config, load_config
+from .config import KEY_RE, NAME_RE, Config, load_config, override_at
 from .errors import ConfigError, RegbenchError
 from .runner import RunResult, RunTask, run_trials
 from .schema import describe, parse, read_yaml_file, require, to_plain
@@ -362,17 +362,6 @@ def parse_params(f: SweepFile) -> dict[str, ParamSpec]:
     return params
 
 
-def set_key(e: ConfigError, overrides: dict[str, Any]) -> str | None:
-    """The key of the sweep's `set:` that error `e` is about, if any (its path or one inside it)."""
-    path = e.path or ""
-    for key in overrides:
-        if path and (
-            key == path or key.startswith((path + ".", path + "[")) or path.startswith((key + ".", key + "["))
-        ):
-            return key
-    return None
-
-
 def load_base(f: SweepFile, label: str, folder: Path) -> Config:
     overrides = f.set if f.set is not None else {}
     if not isinstance(overrides, dict):
@@ -389,7 +378,7 @@ def load_base(f: SweepFile, label: str, folder: Path) -> Config:
         except ConfigError as e:
             if e.detail == "file not found" and e.path is None:
                 raise ConfigError(f"config file {path} not found", source=label, path="base") from None
-            key = set_key(e, overrides)
+            key = override_at(e.path, overrides)
             if key is not None:
                 raise ConfigError(e.detail, source=label, path=f"set.{key}") from None
             raise
@@ -397,7 +386,7 @@ def load_base(f: SweepFile, label: str, folder: Path) -> Config:
         try:
             return load_config(f.base, overrides=overrides)
         except ConfigError as e:
-            where = set_key(e, overrides)
+            where = override_at(e.path, overrides)
             path = f"set.{where}" if where else "base" + (f".{e.path}" if e.path else "")
             raise ConfigError(e.detail, source=label, path=path) from None
     raise ConfigError(

@@ -11,10 +11,10 @@ from conftest import tiny
 from torch import nn
 
 import regbench
+from regbench.config import FAST_PATH
 from regbench.group import train_group
 from regbench.model import build_model, init_weights, relu_after_max
 
-FAST_PATH = ("resident", "channels_last", "fused", "relu_after_max")
 # the book's flowers CNN: conv(3,6)-max(2)-conv(3,12)-max(2)-conv(3,24)-avg(3)
 FLOWERS_YAML = Path(__file__).parent.parent / "configs" / "ch8" / "flowers_cnn.yaml"
 FLOWERS_CNN = yaml.safe_load(FLOWERS_YAML.read_text(encoding="utf-8"))["model"]["layers"]

@@ -25,6 +25,7 @@ from regbench import trainer
 from regbench.cli.main import app
 from regbench.config import load_config
 from regbench.errors import ConfigError, DivergedError, RunDirError
+from regbench.layers import LAYERS
 from regbench.rundir import load_checkpoint, load_run
 
 runner = CliRunner()
@@ -89,21 +90,27 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert (run_dir / "log.txt").read_text().count("Model resumable test report") == 1
 
 
-def test_ctrl_c_then_resume_in_process(runs, monkeypatch):
-    cfg = tiny(train__epochs=3, model__layers=[["conv", {"ksize": 3, "chn": 4}], ["dropout", {"keep_prob": 0.5}], 8])
-    whole = regbench.train(cfg, runs / "a", quiet=True)
-    calls, real = {"n": 0}, trainer.head_loss
+def interrupt_at(monkeypatch, module, name: str, n: int):
+    """Make `module.name` raise KeyboardInterrupt on its n-th call; returns a function that undoes it."""
+    calls, real = {"n": 0}, getattr(module, name)
 
     def interrupt(*a, **k):
         calls["n"] += 1
-        if calls["n"] == 17:  # epoch 2 of 12-step epochs
+        if calls["n"] == n:
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(trainer, "head_loss", interrupt)
+    monkeypatch.setattr(module, name, interrupt)
+    return lambda: monkeypatch.setattr(module, name, real)
+
+
+def test_ctrl_c_then_resume_in_process(runs, monkeypatch):
+    cfg = tiny(train__epochs=3, model__layers=[["conv", {"ksize": 3, "chn": 4}], ["dropout", {"keep_prob": 0.5}], 8])
+    whole = regbench.train(cfg, runs / "a", quiet=True)
+    undo = interrupt_at(monkeypatch, trainer, "head_loss", 17)  # epoch 2 of 12-step epochs
     with pytest.raises(KeyboardInterrupt):
         regbench.train(cfg, runs / "b", quiet=True)
-    monkeypatch.setattr(trainer, "head_loss", real)
+    undo()
     (path,) = (runs / "b").iterdir()
     assert load_run(path).status == "interrupted"
     resumed = trainer.resume(path, quiet=True)
@@ -113,18 +120,10 @@ def test_ctrl_c_then_resume_in_process(runs, monkeypatch):
 def test_resume_of_an_ensemble_keeps_finished_members(runs, monkeypatch):
     cfg = tiny(train__ensemble=3)
     whole = regbench.train(cfg, runs / "a", quiet=True, stack=1)  # one member after another
-    calls, real = {"n": 0}, trainer.head_loss
-
-    def interrupt(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 24 + 30:  # in the third member's first epoch
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(trainer, "head_loss", interrupt)
+    undo = interrupt_at(monkeypatch, trainer, "head_loss", 24 + 30)  # in the third member's first epoch
     with pytest.raises(KeyboardInterrupt):
         regbench.train(cfg, runs / "b", quiet=True, stack=1)
-    monkeypatch.setattr(trainer, "head_loss", real)
+    undo()
     (path,) = (runs / "b").iterdir()
     statuses = [load_run(d).status for d in sorted((path / "members").iterdir())]
     assert statuses == ["completed", "completed", "interrupted"]
@@ -137,18 +136,10 @@ def test_resume_of_a_stacked_ensemble_continues_every_member(runs, monkeypatch):
 
     cfg = tiny(train__ensemble=3, train__epochs=3)
     whole = regbench.train(cfg, runs / "a", quiet=True)
-    calls, real = {"n": 0}, group.member_losses
-
-    def interrupt(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 15:  # epoch 2 of the stacked members
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(group, "member_losses", interrupt)
+    undo = interrupt_at(monkeypatch, group, "member_losses", 15)  # epoch 2 of the stacked members
     with pytest.raises(KeyboardInterrupt):
         regbench.train(cfg, runs / "b", quiet=True)
-    monkeypatch.setattr(group, "member_losses", real)
+    undo()
     (path,) = (runs / "b").iterdir()
     assert {load_run(d).status for d in (path / "members").iterdir()} == {"interrupted"}
     resumed = trainer.resume(path, quiet=True)  # each member continues from its own checkpoint
@@ -296,21 +287,7 @@ SECTIONS = {
     "optimizer": ["name", "lr", "momentum", "eps", "schedule", "warmup", "gamma", "weight_decay", "min_lr"],
     "train": ["epochs", "batch_size", "report", "show", "device", "iterations", "early_stop", "ensemble", "test_on"],
 }
-LAYER_TYPES = [
-    "full",
-    "conv",
-    "max",
-    "avg",
-    "dropout",
-    "noise",
-    "batch_normal",
-    "activation",
-    "flatten",
-    "serial",
-    "residual",
-    "parallel",
-    "pool",
-]
+LAYER_TYPES = [*LAYERS.names(), "pool"]  # every registered type, and one that is not
 PARAMS = [
     "ksize",
     "chn",

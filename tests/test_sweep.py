@@ -285,12 +285,23 @@ def test_resume_after_ctrl_c_runs_only_the_missing_trials(tmp_path, monkeypatch)
     assert resumed.summary["resumed"][0]["after_epoch"] == 1 and resumed.summary["epochs_done"] == 3
 
 
-def test_a_killed_sweep_continues_where_it_stopped(tmp_path):
-    """SIGKILL to the sweep and its workers mid-trial; the same command continues the killed runs."""
-    path = sweep_file(tmp_path, RANDOM6.replace("trials: 6", "trials: 3"), epochs=400)
+def start_sweep(tmp_path: Path, trials: int, **popen):
+    """`regbench sweep` of RANDOM6 with `trials` 400-epoch trials on 2 workers, as its own process group."""
+    path = sweep_file(tmp_path, RANDOM6.replace("trials: 6", f"trials: {trials}"), epochs=400)
     cmd = [sys.executable, "-m", "regbench", "sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return cmd, env, subprocess.Popen(cmd, env=env, start_new_session=True, **popen)
+
+
+def wait_for_checkpoints(sweep_dir: Path, n: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(list(sweep_dir.glob("r6-t*-s1/checkpoint.pt"))) < n:
+        time.sleep(0.2)
+
+
+def test_a_killed_sweep_continues_where_it_stopped(tmp_path):
+    """SIGKILL to the sweep and its workers mid-trial; the same command continues the killed runs."""
+    cmd, env, proc = start_sweep(tmp_path, 3, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     d = tmp_path / "out" / "r6"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until two runs are past their second epoch
@@ -312,16 +323,9 @@ def test_a_killed_sweep_continues_where_it_stopped(tmp_path):
 
 def test_ctrl_c_stops_the_worker_processes_cleanly(tmp_path):
     """SIGINT to the whole process group, as a terminal's Ctrl-C: every run is marked interrupted, exit 130."""
-    path = sweep_file(tmp_path, RANDOM6.replace("trials: 6", "trials: 2"), epochs=400)
-    cmd = [sys.executable, "-m", "regbench", "sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "2"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    _, _, proc = start_sweep(tmp_path, 2, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     d = tmp_path / "out" / "r6"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(d.glob("r6-t*-s1/checkpoint.pt"))) < 2:
-        time.sleep(0.2)
+    wait_for_checkpoints(d, 2)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
@@ -334,14 +338,9 @@ def test_ctrl_c_stops_the_worker_processes_cleanly(tmp_path):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
 def test_workers_stop_their_runs_cleanly_when_the_sweep_process_is_killed(tmp_path):
-    path = sweep_file(tmp_path, RANDOM6.replace("trials: 6", "trials: 2"), epochs=400)
-    cmd = [sys.executable, "-m", "regbench", "sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "2"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, proc = start_sweep(tmp_path, 2, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     d = tmp_path / "out" / "r6"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(d.glob("r6-t*-s1/checkpoint.pt"))) < 2:
-        time.sleep(0.2)
+    wait_for_checkpoints(d, 2)
     proc.kill()  # the sweep process only: its workers get SIGINT from the kernel
     proc.wait()
     deadline = time.monotonic() + 60

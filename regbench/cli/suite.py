@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import suite as lib
+from ..compare import csv_text
 from .common import Format, LangOption, SetOption, check_lang, fail, guarded
 from .train import parse_seeds
 
@@ -119,12 +118,7 @@ def machine_tables(results: list[lib.SuiteResult], fmt: Format) -> str:
         return done[0][1].render(fmt.value)
     if fmt is Format.json:
         return json.dumps({name: json.loads(comp.to_json()) for name, comp in done}, ensure_ascii=False) + "\n"
-    rows = [{"suite": name, **rec} for name, comp in done for rec in csv.DictReader(io.StringIO(comp.to_csv()))]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    return csv_text([{"suite": name, **rec} for name, comp in done for rec in comp.flat_records()])
 
 
 def show_list(rows: list[dict]) -> None:
