@@ -190,6 +190,8 @@ class TrainConfig:
     channels_last: bool = True  # image models run in the NHWC memory format (CPU and CUDA)
     fused: bool = True  # fused optimizer kernels where torch has them (else foreach)
     relu_after_max: bool = True  # conv → relu → max runs as conv → max → relu: same values and gradients
+    reuse_memory: bool = True  # glibc malloc keeps freed memory for the next step (no page faults per step);
+    # process-wide from the first run that asks for it
     checkpoint_every: float = 0.5  # seconds: checkpoint after an epoch once this long since the last one
     # (and after the last epoch); 0 = after every epoch. Short epochs then cost no checkpoint each
 
@@ -209,7 +211,8 @@ class TrainConfig:
         require(self.checkpoint_every >= 0, "checkpoint_every", "must be ≥ 0 seconds", self.checkpoint_every)
 
 
-FAST_PATH = ("resident", "channels_last", "fused", "relu_after_max")  # the train: switches of the fast path
+# the train: switches of the fast path
+FAST_PATH = ("resident", "channels_last", "fused", "relu_after_max", "reuse_memory")
 
 
 @dataclass(frozen=True)

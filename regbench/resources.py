@@ -1,7 +1,9 @@
-"""Memory checks made before any work starts, so an absurd config fails with one line instead of the OOM killer."""
+"""Memory checks made before any work starts, so an absurd config fails with one line instead of the OOM
+killer; the CPU cores free for a run; and the C allocator's settings for the training loop."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 import torch
@@ -57,3 +59,32 @@ def free_cores(sample_s: float = 0.1) -> int:
     ncpu = os.cpu_count() or cores
     busy = ncpu * (1 - (idle1 - idle0) / max(total1 - total0, 1))  # cores busy with others while we slept
     return max(1, min(cores, round(cores - busy)))
+
+
+_KEEPING: bool | None = None  # keep_freed_memory()'s result in this process (None: not asked yet)
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed memory for the next step's tensors instead of returning it to the OS.
+
+    By default glibc serves large blocks (a batch's activations and their gradients, 0.1–30 MiB) with a
+    fresh mmap and gives freed memory at the top of the heap back once more than a few MiB are free, so a
+    training step can start by page-faulting its working set again: measured on the flowers CNN at batch
+    10, 1,300 page faults a step and 30–60% more time per step, in some processes and not others. Here
+    blocks up to 32 MiB (glibc's limit) come from the heap and up to 1 GiB of free heap is kept: the
+    process stays at its peak memory, which a training run reaches every step anyway. PyTorch's CPU
+    tuning guide gets the same effect by preloading jemalloc or tcmalloc. Process-wide and not undone;
+    returns whether it took effect (False off glibc: macOS, Windows, musl).
+    """
+    global _KEEPING
+    if _KEEPING is None:
+        _KEEPING = False
+        try:
+            glibc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+            mallopt = ctypes.CDLL(None).mallopt if glibc.startswith("glibc") else None
+        except (ValueError, OSError, AttributeError):
+            mallopt = None
+        if mallopt is not None:
+            m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+            _KEEPING = bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+    return _KEEPING

@@ -33,7 +33,7 @@ from .errors import ConfigError, DivergedError, RunDirError
 from .model import Net, Row, build_model, init_weights, param_stats, relu_after_max, weights_and_kernels
 from .optim import lr_at, make_optimizer
 from .regularize import Regularizer
-from .resources import check_fits, free_cores
+from .resources import check_fits, free_cores, keep_freed_memory
 from .rundir import METRICS, Run, RunWriter, create_run_dir, load_checkpoint, load_run, read_jsonl
 
 EVAL_BATCH = 512  # evaluation batch: large for speed, small enough for 96×96 images on a laptop
@@ -216,6 +216,8 @@ def prepare(cfg: Config, threads: int | None = None) -> Setup:
     )
     if device.type == "cpu":
         torch.set_num_threads(cfg.train.threads or threads or free_cores())
+    if cfg.train.reuse_memory:
+        keep_freed_memory()
     data = load_data(cfg.data)
     needs_val = cfg.train.early_stop is not None or cfg.train.test_on == "best"
     if needs_val and data.size("val") == 0:

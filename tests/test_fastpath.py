@@ -1,7 +1,11 @@
-"""The fast path (train.resident, channels_last, fused, relu_after_max) trains the same model as the plain path."""
+"""The fast path (train.resident, channels_last, fused, relu_after_max, reuse_memory) trains the same model as
+the plain path."""
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +36,7 @@ def built(layers, reorder: bool) -> nn.Module:
 
 def test_relu_after_max_gives_the_same_values_and_gradients_ties_included():
     plain, fast = built(FLOWERS_CNN, False), built(FLOWERS_CNN, True)
-    assert [type(m).__name__ for m in fast.body[1]] == ["MaxPool2d", "ReLU"]
+    assert [type(m).__name__ for m in fast.body[1]] == ["MaxPool", "ReLU"]
     assert plain.state_dict().keys() == fast.state_dict().keys()  # checkpoints load either way
     fast.load_state_dict(plain.state_dict())
     # small integers make many ties and many windows whose maximum is ≤ 0
@@ -58,6 +62,85 @@ def test_relu_after_max_leaves_other_activations_and_pools_alone():
     assert relu_after_max(net) == 0
 
 
+# A fresh process (glibc's default settings) mallocs, touches and frees three 4 MiB blocks 50 times, the
+# pattern of a training step's activations, then does the same after keep_freed_memory(); it prints the
+# minor page faults of each half. (C's malloc directly: torch's small allocations in between would make
+# the default's behaviour depend on where they land.)
+FAULTS = """
+import ctypes, resource
+from regbench.resources import keep_freed_memory
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+def faults():
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        blocks = [libc.malloc(4 << 20) for _ in range(3)]
+        for b in blocks:
+            ctypes.memset(b, 1, 4 << 20)
+        for b in blocks:
+            libc.free(b)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
+before = faults()
+kept = keep_freed_memory()
+print(before, faults(), kept)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="reuse_memory tunes glibc's malloc")
+def test_reuse_memory_stops_the_page_faults_of_each_step():
+    out = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, check=True).stdout
+    before, after, kept = out.split()
+    assert kept == "True"
+    assert int(before) > 50 * 1000  # each round faults its 12 MiB in again (3,000 pages)
+    assert int(after) < 5 * 1000  # the first round only
+
+
+@pytest.mark.parametrize(
+    "shape, window, channels_last",
+    [
+        ((4, 6, 16, 16), 2, False),  # training: SlicedMaxPool (NCHW, ≥ 8×8 pooled positions)
+        ((4, 6, 16, 16), 2, True),  # training: torch's kernel; evaluation: the slices
+        ((3, 5, 24, 27), 3, False),
+        ((3, 5, 26, 20), (2, 5), False),  # a rectangular window
+        ((3, 4, 33, 35), 2, False),  # sizes the window does not divide: the last row and column are dropped
+        ((3, 5, 16, 16), 1, False),
+        ((3, 20, 8, 8), 2, True),  # ≥ 16 NHWC channels: the kernel throughout
+    ],
+)
+def test_max_pool_gives_the_kernels_values_and_gradients_ties_included(shape, window, channels_last):
+    """regbench's MaxPool computes from strided slices where that is faster than torch's CPU kernel; small
+    integers make ties in most windows, where the gradient must go where the kernel sends it."""
+    from regbench.layers import MaxPool
+
+    x = torch.randint(-2, 3, shape, generator=torch.Generator().manual_seed(0)).float()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a, b = MaxPool(window, window)(ours), nn.functional.max_pool2d(theirs, window, window)
+    grad = torch.randn(b.shape, generator=torch.Generator().manual_seed(1))
+    a.backward(grad)
+    b.backward(grad)
+    assert torch.equal(a, b) and a.stride() == b.stride()
+    assert torch.equal(ours.grad, theirs.grad) and ours.grad.stride() == theirs.grad.stride()
+    with torch.inference_mode():
+        c = MaxPool(window, window)(x)
+    assert torch.equal(c, b) and c.stride() == b.stride()
+
+
+def test_max_pool_takes_the_sliced_path_where_it_is_faster(monkeypatch):
+    """The test above would pass with the kernel everywhere: check that the slices are really used."""
+    from regbench import layers
+
+    calls = []
+    monkeypatch.setattr(nn.MaxPool2d, "forward", lambda self, x: calls.append(x.shape) or None)
+    x = torch.randn(2, 6, 16, 16)
+    assert layers.MaxPool(2, 2)(x.requires_grad_()) is not None and calls == []  # SlicedMaxPool
+    with torch.inference_mode():
+        assert layers.MaxPool(2, 2)(x.contiguous(memory_format=torch.channels_last)) is not None and calls == []
+    layers.MaxPool(2, 2)(x.contiguous(memory_format=torch.channels_last))  # NHWC with gradients: the kernel
+    assert calls == [(2, 6, 16, 16)]
+
+
 def metrics(run) -> list[tuple]:
     return [(m["train_loss"], m["train_acc"], m["val_loss"], m["val_acc"]) for m in run.metrics]
 
@@ -71,7 +154,7 @@ def test_fast_path_and_plain_path_train_the_same_model(runs):
         assert a[1] == b[1] and a[3] == b[3]  # accuracies
         assert a[0] == pytest.approx(b[0], rel=1e-5) and a[2] == pytest.approx(b[2], rel=1e-5)
     assert fast.summary["test_acc"] == plain.summary["test_acc"]
-    for key in ("relu_after_max", "resident"):  # exact: same values in the same order
+    for key in ("relu_after_max", "resident", "reuse_memory"):  # exact: same values in the same order
         one_off = regbench.train(tiny(train__epochs=3, **{f"train__{key}": False}), runs, quiet=True)
         assert metrics(one_off) == metrics(fast), key
 
