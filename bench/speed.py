@@ -34,11 +34,13 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import regbench
 from regbench.config import FAST_PATH, load_config
 from regbench.data import load_data
+from regbench.layers import MaxPool
 from regbench.model import build_model, init_weights, relu_after_max
 from regbench.resources import keep_freed_memory
 
@@ -110,10 +112,21 @@ def baseline(what: str, case: str, device: str, epochs: int, out: str) -> float:
     return run_tutorial(cfg, *train_tensors(case, device), torch.device(device))
 
 
+def stock(net: nn.Module) -> nn.Module:
+    """The model as a user's script builds it: torch's nn.MaxPool2d in place of regbench's MaxPool."""
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, MaxPool):
+                setattr(module, name, nn.MaxPool2d(child.kernel_size, child.stride))
+    return net
+
+
 def run_tutorial(cfg: regbench.Config, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
-    """Samples per second of the PyTorch tutorial loop on the same model, optimizer and data."""
+    """Samples per second of the PyTorch tutorial loop on the same model (torch's own modules), optimizer
+    and data."""
     net, _ = build_model(cfg.model, tuple(x.shape[1:]), [int(y.max()) + 1])
     init_weights(net, cfg.model.init, cfg.seed)
+    stock(net)
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.optimizer.lr)
     loader = DataLoader(TensorDataset(x, y), batch_size=cfg.train.batch_size, shuffle=True, drop_last=True)
@@ -239,6 +252,7 @@ def main() -> None:
             x, y = train_tensors(case, args.device)
             run_regbench(config(case, args.device, 1), out)  # warm-up
             elsewhere("tutorial", case, 1)
+            elsewhere("plain", case, 1)
             ours, theirs, bare, plain, tuned = [], [], [], [], []
             for _ in range(repeats):  # interleaved, so drifts in machine load hit both alike
                 speed, overhead = run_regbench(cfg, out)

@@ -88,3 +88,9 @@ def keep_freed_memory() -> bool:
             m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
             _KEEPING = bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
     return _KEEPING
+
+
+def freed_memory_kept() -> bool:
+    """Whether keep_freed_memory() has taken effect in this process (it is not undone by a later run with
+    `train.reuse_memory: false`; the summary records this)."""
+    return bool(_KEEPING)

@@ -33,7 +33,7 @@ from .errors import ConfigError, DivergedError, RunDirError
 from .model import Net, Row, build_model, init_weights, param_stats, relu_after_max, weights_and_kernels
 from .optim import lr_at, make_optimizer
 from .regularize import Regularizer
-from .resources import check_fits, free_cores, keep_freed_memory
+from .resources import check_fits, free_cores, freed_memory_kept, keep_freed_memory
 from .rundir import METRICS, Run, RunWriter, create_run_dir, load_checkpoint, load_run, read_jsonl
 
 EVAL_BATCH = 512  # evaluation batch: large for speed, small enough for 96×96 images on a laptop
@@ -291,6 +291,7 @@ class Member:
                 "seed": cfg.seed,
                 "device": str(setup.device),
                 "threads": torch.get_num_threads() if setup.device.type == "cpu" else None,
+                "reuse_memory": freed_memory_kept(),  # in effect: process-wide once any run asked for it
                 "host": socket.gethostname(),  # with pid: a reader can tell a running run from a killed one
                 "pid": os.getpid(),
                 "started_at": now_iso(),

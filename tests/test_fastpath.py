@@ -103,7 +103,8 @@ def test_reuse_memory_stops_the_page_faults_of_each_step():
         ((3, 5, 24, 27), 3, False),
         ((3, 5, 26, 20), (2, 5), False),  # a rectangular window
         ((3, 4, 33, 35), 2, False),  # sizes the window does not divide: the last row and column are dropped
-        ((3, 5, 16, 16), 1, False),
+        ((3, 5, 16, 16), 1, False),  # a 1×1 window: the kernel (the slices would return a view of the input)
+        ((3, 5, 16, 16), (2, 1), False),
         ((3, 20, 8, 8), 2, True),  # ≥ 16 NHWC channels: the kernel throughout
     ],
 )
@@ -141,6 +142,15 @@ def test_max_pool_takes_the_sliced_path_where_it_is_faster(monkeypatch):
     assert calls == [(2, 6, 16, 16)]
 
 
+def test_a_stride_1_max_pool_trains_with_the_relu_moved_behind_it(runs):
+    """A 1×1 max pool after a conv gets the conv's in-place ReLU (relu_after_max); in NCHW (the plain
+    path, and side by side) its output must not be a view of its input, which autograd refuses."""
+    layers = [["conv", {"ksize": 3, "chn": 4}], ["max", {"stride": 1}], 8]
+    for over in ({"train__channels_last": False}, {"train__ensemble": 2}):
+        run = regbench.train(tiny(model__layers=layers, train__epochs=1, **over), runs, quiet=True)
+        assert run.summary["status"] == "completed"
+
+
 def metrics(run) -> list[tuple]:
     return [(m["train_loss"], m["train_acc"], m["val_loss"], m["val_acc"]) for m in run.metrics]
 
@@ -154,6 +164,7 @@ def test_fast_path_and_plain_path_train_the_same_model(runs):
         assert a[1] == b[1] and a[3] == b[3]  # accuracies
         assert a[0] == pytest.approx(b[0], rel=1e-5) and a[2] == pytest.approx(b[2], rel=1e-5)
     assert fast.summary["test_acc"] == plain.summary["test_acc"]
+    assert fast.summary["reuse_memory"] == (platform.libc_ver()[0] == "glibc")  # what was in effect
     for key in ("relu_after_max", "resident", "reuse_memory"):  # exact: same values in the same order
         one_off = regbench.train(tiny(train__epochs=3, **{f"train__{key}": False}), runs, quiet=True)
         assert metrics(one_off) == metrics(fast), key
