@@ -326,8 +326,8 @@ def pool(kind: str, a: PoolArgs, shape: Shape, ctx: BuildContext):
             f"stride {sh}×{sw} does not divide the input size {h}×{w} (the book requires it; change the stride "
             f"or the layers before it)"
         )
-    cls = MaxPool if kind == "max" else nn.AvgPool2d
-    return [cls((sh, sw), (sh, sw))], (c, h // sh, w // sw)
+    module = MaxPool((sh, sw)) if kind == "max" else nn.AvgPool2d((sh, sw), (sh, sw))
+    return [module], (c, h // sh, w // sw)
 
 
 class MaxPool(nn.MaxPool2d):
@@ -343,13 +343,10 @@ class MaxPool(nn.MaxPool2d):
     (Equal values: a tie of -0.0 and +0.0 may keep the other zero's sign than the kernel.)
     """
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        k = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
-        stride = (self.stride,) * 2 if isinstance(self.stride, int) else tuple(self.stride)
-        plain = self.padding in (0, (0, 0)) and self.dilation in (1, (1, 1)) and not self.ceil_mode
-        # the book's pools only (window = stride > 1×1); anything else is nn.MaxPool2d as it is
-        self.window = k if stride == k and plain and not self.return_indices and k != (1, 1) else None
+    def __init__(self, window: int | tuple[int, int]):
+        super().__init__(window, window)  # the book's pool: window = stride, no padding
+        k = pair(window, "stride")
+        self.window = None if k == (1, 1) else k  # a 1×1 window is the kernel's (a slice would be a view)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.window is None or x.device.type != "cpu":

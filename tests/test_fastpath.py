@@ -117,14 +117,14 @@ def test_max_pool_gives_the_kernels_values_and_gradients_ties_included(shape, wi
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
-    a, b = MaxPool(window, window)(ours), nn.functional.max_pool2d(theirs, window, window)
+    a, b = MaxPool(window)(ours), nn.functional.max_pool2d(theirs, window, window)
     grad = torch.randn(b.shape, generator=torch.Generator().manual_seed(1))
     a.backward(grad)
     b.backward(grad)
     assert torch.equal(a, b) and a.stride() == b.stride()
     assert torch.equal(ours.grad, theirs.grad) and ours.grad.stride() == theirs.grad.stride()
     with torch.inference_mode():
-        c = MaxPool(window, window)(x)
+        c = MaxPool(window)(x)
     assert torch.equal(c, b) and c.stride() == b.stride()
 
 
@@ -135,10 +135,10 @@ def test_max_pool_takes_the_sliced_path_where_it_is_faster(monkeypatch):
     calls = []
     monkeypatch.setattr(nn.MaxPool2d, "forward", lambda self, x: calls.append(x.shape) or None)
     x = torch.randn(2, 6, 16, 16)
-    assert layers.MaxPool(2, 2)(x.requires_grad_()) is not None and calls == []  # SlicedMaxPool
+    assert layers.MaxPool(2)(x.requires_grad_()) is not None and calls == []  # SlicedMaxPool
     with torch.inference_mode():
-        assert layers.MaxPool(2, 2)(x.contiguous(memory_format=torch.channels_last)) is not None and calls == []
-    layers.MaxPool(2, 2)(x.contiguous(memory_format=torch.channels_last))  # NHWC with gradients: the kernel
+        assert layers.MaxPool(2)(x.contiguous(memory_format=torch.channels_last)) is not None and calls == []
+    layers.MaxPool(2)(x.contiguous(memory_format=torch.channels_last))  # NHWC with gradients: the kernel
     assert calls == [(2, 6, 16, 16)]
 
 
