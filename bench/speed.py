@@ -40,8 +40,8 @@ from torch.utils.data import DataLoader, TensorDataset
 import regbench
 from regbench.config import FAST_PATH, load_config
 from regbench.data import load_data
-from regbench.layers import MaxPool
 from regbench.model import build_model, init_weights, relu_after_max
+from regbench.pooling import MaxPool
 from regbench.resources import keep_freed_memory
 
 FLOWERS_CNN = [

@@ -10,7 +10,6 @@ are inferred, never written down. `ctx.members` is the number of same-shaped mod
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from torch import nn
 
 from .config import Activation, InitConfig
 from .errors import ConfigError
+from .pooling import MaxPool
 from .registry import Registry
 from .schema import describe, parse, require, to_plain
 from .stacked import (
@@ -328,74 +328,6 @@ def pool(kind: str, a: PoolArgs, shape: Shape, ctx: BuildContext):
         )
     module = MaxPool((sh, sw)) if kind == "max" else nn.AvgPool2d((sh, sw), (sh, sw))
     return [module], (c, h // sh, w // sw)
-
-
-class MaxPool(nn.MaxPool2d):
-    """nn.MaxPool2d (window = stride, no padding) computed on a CPU from the window's strided slices where
-    that is faster than torch's CPU max-pool kernels, with the same values and gradients.
-
-    The elementwise maximum of the k×k strided slices gives the pooled values 3–10× faster than the
-    kernels on NCHW maps and on NHWC maps with few channels (the book's flowers CNN has 6 and 12), which
-    is what evaluation (no gradients) uses. With gradients, NCHW maps (the plain path, and runs trained side
-    by side, whose members share the channel axis) of at least 64 pooled positions go through
-    `SlicedMaxPool`: 2× faster forward and backward (4 flowers CNN seeds side by side: 13% less time);
-    NHWC maps there, NHWC maps with ≥ 16 channels, small maps, 1×1 windows and CUDA use the kernel.
-    (Equal values: a tie of -0.0 and +0.0 may keep the other zero's sign than the kernel.)
-    """
-
-    def __init__(self, window: int | tuple[int, int]):
-        super().__init__(window, window)  # the book's pool: window = stride, no padding
-        k = pair(window, "stride")
-        self.window = None if k == (1, 1) else k  # a 1×1 window is the kernel's (a slice would be a view)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.window is None or x.device.type != "cpu":
-            return super().forward(x)
-        kh, kw = self.window
-        if x.requires_grad and torch.is_grad_enabled():
-            if x.dim() == 4 and x.is_contiguous() and (x.shape[2] // kh) * (x.shape[3] // kw) >= 64:
-                return SlicedMaxPool.apply(x, kh, kw)
-            return super().forward(x)
-        if x.shape[1] >= 16 and x.is_contiguous(memory_format=torch.channels_last):
-            return super().forward(x)  # torch's NHWC kernel vectorizes over ≥ 16 channels
-        return functools.reduce(torch.maximum, window_slices(x, kh, kw))
-
-
-def window_slices(x: torch.Tensor, kh: int, kw: int) -> list[torch.Tensor]:
-    """The k×k strided views of `x` whose elementwise maximum is the kh×kw max pool, in row-major order."""
-    h, w = x.shape[-2] // kh * kh, x.shape[-1] // kw * kw
-    return [x[..., i:h:kh, j:w:kw] for i in range(kh) for j in range(kw)]
-
-
-class SlicedMaxPool(torch.autograd.Function):
-    """Max pool with torch's own backward: the forward takes the maximum of the strided slices and builds
-    the argmax indices `max_pool2d_with_indices_backward` takes with the kernel's rule (the first maximum in
-    row-major window order), so values, indices and gradients equal the kernel's, ties included. (In a
-    window holding a NaN the gradient may go to another element than the kernel's; the loss is NaN then
-    and the run stops as diverged.)"""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
-        views = window_slices(x, kh, kw)
-        out = functools.reduce(torch.maximum, views)
-        oh, ow, width = out.shape[-2], out.shape[-1], x.shape[-1]
-        offsets = [i * width + j for i in range(kh) for j in range(kw)]
-        missed, off = None, None  # windows whose maximum is none of the views so far; the argmax's offset
-        for p in range(1, len(views)):
-            missed = views[p - 1] != out if missed is None else missed & (views[p - 1] != out)
-            step = missed.long() * (offsets[p] - offsets[p - 1])
-            off = step if off is None else off + step
-        corner = torch.arange(oh, device=x.device).view(-1, 1) * (kh * width) + torch.arange(ow, device=x.device) * kw
-        idx = off + corner  # in the layout of `out`, as the kernel's backward expects
-        ctx.save_for_backward(x, idx)
-        ctx.window = [kh, kw]
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, idx = ctx.saved_tensors
-        k = ctx.window
-        return torch.ops.aten.max_pool2d_with_indices_backward(grad, x, k, k, [0, 0], [1, 1], False, idx), None, None
 
 
 @layer("max", PoolArgs)

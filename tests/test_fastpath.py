@@ -98,8 +98,11 @@ def test_reuse_memory_stops_the_page_faults_of_each_step():
 @pytest.mark.parametrize(
     "shape, window, channels_last",
     [
-        ((4, 6, 16, 16), 2, False),  # training: SlicedMaxPool (NCHW, ≥ 8×8 pooled positions)
-        ((4, 6, 16, 16), 2, True),  # training: torch's kernel; evaluation: the slices
+        ((4, 6, 16, 16), 2, False),  # training: max_pool_nchw (≥ 8×8 pooled positions)
+        ((4, 6, 16, 16), 2, True),  # training: torch's kernel (a small map); evaluation: the slices
+        ((2, 6, 96, 96), 2, True),  # training: max_pool_nhwc (the flowers CNN's first pool)
+        ((2, 3, 128, 70), 2, True),  # max_pool_nhwc with 3 channels, a rectangular map
+        ((2, 4, 96, 96), 2, True),  # 4 NHWC channels: torch's kernel
         ((3, 5, 24, 27), 3, False),
         ((3, 5, 26, 20), (2, 5), False),  # a rectangular window
         ((3, 4, 33, 35), 2, False),  # sizes the window does not divide: the last row and column are dropped
@@ -109,9 +112,9 @@ def test_reuse_memory_stops_the_page_faults_of_each_step():
     ],
 )
 def test_max_pool_gives_the_kernels_values_and_gradients_ties_included(shape, window, channels_last):
-    """regbench's MaxPool computes from strided slices where that is faster than torch's CPU kernel; small
-    integers make ties in most windows, where the gradient must go where the kernel sends it."""
-    from regbench.layers import MaxPool
+    """regbench's MaxPool computes from elementwise operations where that is faster than torch's CPU
+    kernel; small integers make ties in most windows, where the gradient must go where the kernel sends it."""
+    from regbench.pooling import MaxPool
 
     x = torch.randint(-2, 3, shape, generator=torch.Generator().manual_seed(0)).float()
     if channels_last:
@@ -129,17 +132,24 @@ def test_max_pool_gives_the_kernels_values_and_gradients_ties_included(shape, wi
 
 
 def test_max_pool_takes_the_sliced_path_where_it_is_faster(monkeypatch):
-    """The test above would pass with the kernel everywhere: check that the slices are really used."""
-    from regbench import layers
+    """The test above would pass with the kernel everywhere: check that the other paths are really used."""
+    from regbench import pooling
 
     calls = []
-    monkeypatch.setattr(nn.MaxPool2d, "forward", lambda self, x: calls.append(x.shape) or None)
+    monkeypatch.setattr(nn.MaxPool2d, "forward", lambda self, x: calls.append(tuple(x.shape)) or None)
+    built = []
+    for name in ("max_pool_nchw", "max_pool_nhwc"):
+        real = getattr(pooling, name)
+        monkeypatch.setattr(pooling, name, lambda *a, real=real, name=name: built.append(name) or real(*a))
     x = torch.randn(2, 6, 16, 16)
-    assert layers.MaxPool(2)(x.requires_grad_()) is not None and calls == []  # SlicedMaxPool
+    assert pooling.MaxPool(2)(x.requires_grad_()) is not None and built == ["max_pool_nchw"]
     with torch.inference_mode():
-        assert layers.MaxPool(2)(x.contiguous(memory_format=torch.channels_last)) is not None and calls == []
-    layers.MaxPool(2)(x.contiguous(memory_format=torch.channels_last))  # NHWC with gradients: the kernel
+        assert pooling.MaxPool(2)(x.contiguous(memory_format=torch.channels_last)) is not None and calls == []
+    pooling.MaxPool(2)(x.contiguous(memory_format=torch.channels_last))  # NHWC, a small map: the kernel
     assert calls == [(2, 6, 16, 16)]
+    big = torch.randn(1, 6, 96, 96).contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert pooling.MaxPool(2)(big).is_contiguous(memory_format=torch.channels_last)
+    assert built == ["max_pool_nchw", "max_pool_nhwc"] and len(calls) == 1
 
 
 def test_a_stride_1_max_pool_trains_with_the_relu_moved_behind_it(runs):
