@@ -304,8 +304,9 @@ def test_a_killed_sweep_continues_where_it_stopped(tmp_path):
     cmd, env, proc = start_sweep(tmp_path, 3, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     d = tmp_path / "out" / "r6"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait until two runs are past their second epoch
-        done = [p for p in d.glob("r6-t*-s1/metrics.jsonl") if len(p.read_text().splitlines()) >= 2]
+    while time.monotonic() < deadline:  # wait until two runs are past their second epoch and not finished
+        # (under load one trial may run all 400 epochs before the other worker's first two)
+        done = [p for p in d.glob("r6-t*-s1/metrics.jsonl") if 2 <= len(p.read_text().splitlines()) < 399]
         if len(done) >= 2:
             break
         time.sleep(0.2)
