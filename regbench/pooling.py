@@ -12,8 +12,9 @@ does. Here the maximum comes from whole-map elementwise operations instead:
   channels and 2×2 windows (the book's) go across each window's two columns and then its two rows, the
   second pass over whole image rows of the NHWC memory (`max_pool_nhwc`).
 
-Elsewhere (CUDA, 1×1 windows, small maps; in training NHWC maps with 4 or ≥ 8 channels or other windows,
-where the general passes measured slower than the kernel) `MaxPool` is nn.MaxPool2d.
+Elsewhere `MaxPool` is nn.MaxPool2d: on CUDA, for 1×1 windows, in evaluation for NHWC maps with ≥ 16
+channels, and in training for small maps, 3-D inputs, other layouts, and NHWC maps with 4 or ≥ 8 channels,
+other windows or odd sizes (where these passes measured slower than the kernel, or do not apply).
 Equal values, two caveats: a tie of -0.0 and +0.0 may keep the other zero's sign than the kernel, and in a
 window holding a NaN the gradient may go to another element (the loss is NaN then and a run stops as
 diverged).
@@ -46,7 +47,12 @@ class MaxPool(nn.MaxPool2d):
         if self.window is None or x.device.type != "cpu":
             return super().forward(x)
         kh, kw = self.window
-        nhwc = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        nhwc = (  # dense NHWC memory, batch outermost (as torch's kernel decides its output's layout)
+            x.dim() == 4
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and not x.is_contiguous()
+            and x.stride(0) == x.shape[1] * x.shape[2] * x.shape[3]
+        )
         if not (x.requires_grad and torch.is_grad_enabled()):
             if nhwc and x.shape[1] >= 16:
                 return super().forward(x)  # torch's NHWC kernel vectorizes over ≥ 16 channels
@@ -56,10 +62,10 @@ class MaxPool(nn.MaxPool2d):
         n, c, h, w = x.shape
         positions = (h // kh) * (w // kw)
         if x.is_contiguous() and positions >= NCHW_MIN_POSITIONS:
-            return IndexedMaxPool.apply(x, kh, kw)
+            return IndexedMaxPool.apply(x, kh, kw, False)
         few = c < 8 and c != 4  # torch's NHWC kernel vectorizes over channels: fast with 4, 8 and more
         if nhwc and few and (kh, kw) == (2, 2) and h % 2 == w % 2 == 0 and positions >= NHWC_MIN_POSITIONS:
-            return IndexedMaxPool.apply(x, kh, kw)
+            return IndexedMaxPool.apply(x, kh, kw, True)
         return super().forward(x)
 
 
@@ -88,37 +94,41 @@ def max_pool_nhwc(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """2×2 max pool and the kernel's argmax indices of a channels_last map with even height and width.
 
     First across each window's two columns, then across its two rows; the second element wins only when
-    strictly greater, which keeps the first maximum in row-major order. The row pass reads the NHWC memory
-    in runs of a whole image row. The selections are bools, the offsets bytes (int32 for wide maps)."""
+    strictly greater, which keeps the first maximum in row-major order. The column pass reads the NHWC
+    memory in runs of the channels, the row pass in runs of a row of column maxima (ow·c values), which is
+    what makes it fast. The selections are bools, the offsets bytes (int32 for maps 255 or more wide)."""
     n, c, h, w = x.shape
     oh, ow = h // 2, w // 2
     pairs = x.permute(0, 2, 3, 1).view(n, h, ow, 2, c)  # the NHWC memory, each window's two columns split out
     left, right = pairs[:, :, :, 0], pairs[:, :, :, 1]
     col_max = torch.maximum(left, right).view(n, oh, 2, ow, c)
-    col = (right > left).view(n, oh, 2, ow, c)
+    right_wins = (right > left).view(n, oh, 2, ow, c)
     top, bottom = col_max[:, :, 0], col_max[:, :, 1]
     out = torch.empty((n, c, oh, ow), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
     torch.maximum(top, bottom, out=out.permute(0, 2, 3, 1))
     row = bottom > top
-    col = col[:, :, 0] ^ (row & (col[:, :, 0] ^ col[:, :, 1]))  # the winning row's column (torch.where: 10× slower)
+    col_top, col_bottom = right_wins[:, :, 0], right_wins[:, :, 1]
+    col = col_top ^ (row & (col_top ^ col_bottom))  # the winning row's column (torch.where is 10× slower on bools)
     offset = row.to(torch.uint8 if w < 255 else torch.int32).mul_(w).add_(col)
     return out, window_corners(oh, ow, 2, 2, w, x.device).add(offset).permute(0, 3, 1, 2)
 
 
 @functools.lru_cache(maxsize=32)
 def window_corners(oh: int, ow: int, kh: int, kw: int, width: int, device: torch.device) -> torch.Tensor:
-    """Flat index (row * width + column) of each window's top-left element, shaped (oh, ow, 1)."""
+    """Flat index (row * width + column) of each window's top-left element, shaped (oh, ow, 1). Cached and
+    shared between calls: never modify it in place."""
     rows = torch.arange(oh, device=device).view(-1, 1, 1) * (kh * width)
     return rows + torch.arange(ow, device=device).view(-1, 1) * kw
 
 
 class IndexedMaxPool(torch.autograd.Function):
-    """Max pool whose forward builds the kernel's argmax indices (`max_pool_nchw` or `max_pool_nhwc`, by
-    the input's layout) and whose backward is torch's own `max_pool2d_with_indices_backward`."""
+    """Max pool whose forward builds the kernel's argmax indices (`max_pool_nhwc` when `nhwc`, whose
+    conditions `MaxPool.forward` checks, else `max_pool_nchw`) and whose backward is torch's own
+    `max_pool2d_with_indices_backward`."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
-        out, idx = max_pool_nchw(x, kh, kw) if x.is_contiguous() else max_pool_nhwc(x)
+    def forward(ctx, x: torch.Tensor, kh: int, kw: int, nhwc: bool) -> torch.Tensor:
+        out, idx = max_pool_nhwc(x) if nhwc else max_pool_nchw(x, kh, kw)
         ctx.save_for_backward(x, idx)
         ctx.window = [kh, kw]
         return out
@@ -127,4 +137,5 @@ class IndexedMaxPool(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, idx = ctx.saved_tensors
         k = ctx.window
-        return torch.ops.aten.max_pool2d_with_indices_backward(grad, x, k, k, [0, 0], [1, 1], False, idx), None, None
+        grad_x = torch.ops.aten.max_pool2d_with_indices_backward(grad, x, k, k, [0, 0], [1, 1], False, idx)
+        return grad_x, None, None, None

@@ -103,6 +103,8 @@ def test_reuse_memory_stops_the_page_faults_of_each_step():
         ((2, 6, 96, 96), 2, True),  # training: max_pool_nhwc (the flowers CNN's first pool)
         ((2, 3, 128, 70), 2, True),  # max_pool_nhwc with 3 channels, a rectangular map
         ((2, 4, 96, 96), 2, True),  # 4 NHWC channels: torch's kernel
+        ((1, 3, 16, 512), 2, True),  # max_pool_nhwc on a map ≥ 255 wide (int32 offsets)
+        ((1, 6, 97, 96), 2, True),  # an odd height: torch's kernel
         ((3, 5, 24, 27), 3, False),
         ((3, 5, 26, 20), (2, 5), False),  # a rectangular window
         ((3, 4, 33, 35), 2, False),  # sizes the window does not divide: the last row and column are dropped
@@ -150,6 +152,9 @@ def test_max_pool_takes_the_sliced_path_where_it_is_faster(monkeypatch):
     big = torch.randn(1, 6, 96, 96).contiguous(memory_format=torch.channels_last).requires_grad_()
     assert pooling.MaxPool(2)(big).is_contiguous(memory_format=torch.channels_last)
     assert built == ["max_pool_nchw", "max_pool_nhwc"] and len(calls) == 1
+    for shape in [(1, 4, 96, 96), (1, 8, 96, 96), (1, 6, 97, 96)]:  # the kernel: 4 or 8 channels, an odd size
+        pooling.MaxPool(2)(torch.randn(shape).contiguous(memory_format=torch.channels_last).requires_grad_())
+    assert len(built) == 2 and calls[1:] == [(1, 4, 96, 96), (1, 8, 96, 96), (1, 6, 97, 96)]
 
 
 def test_a_stride_1_max_pool_trains_with_the_relu_moved_behind_it(runs):
