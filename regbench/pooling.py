@@ -59,7 +59,7 @@ class MaxPool(nn.MaxPool2d):
             return functools.reduce(torch.maximum, window_slices(x, kh, kw))
         if x.dim() != 4:
             return super().forward(x)
-        n, c, h, w = x.shape
+        _, c, h, w = x.shape
         positions = (h // kh) * (w // kw)
         if x.is_contiguous() and positions >= NCHW_MIN_POSITIONS:
             return IndexedMaxPool.apply(x, kh, kw, False)
