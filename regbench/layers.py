@@ -21,7 +21,7 @@ from torch import nn
 
 from .config import Activation, InitConfig
 from .errors import ConfigError
-from .pooling import MaxPool
+from .pooling import AvgPool, MaxPool
 from .registry import Registry
 from .schema import describe, parse, require, to_plain
 from .stacked import (
@@ -326,7 +326,7 @@ def pool(kind: str, a: PoolArgs, shape: Shape, ctx: BuildContext):
             f"stride {sh}×{sw} does not divide the input size {h}×{w} (the book requires it; change the stride "
             f"or the layers before it)"
         )
-    module = MaxPool((sh, sw)) if kind == "max" else nn.AvgPool2d((sh, sw), (sh, sw))
+    module = MaxPool((sh, sw)) if kind == "max" else AvgPool((sh, sw))
     return [module], (c, h // sh, w // sw)
 
 

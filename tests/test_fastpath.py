@@ -103,7 +103,7 @@ def test_reuse_memory_stops_the_page_faults_of_each_step():
         ((2, 6, 96, 96), 2, True),  # training: max_pool_nhwc (the flowers CNN's first pool)
         ((2, 3, 128, 70), 2, True),  # max_pool_nhwc with 3 channels, a rectangular map
         ((2, 4, 96, 96), 2, True),  # 4 NHWC channels: torch's kernel
-        ((1, 3, 16, 512), 2, True),  # max_pool_nhwc on a map ≥ 255 wide (int32 offsets)
+        ((1, 3, 16, 512), 2, True),  # max_pool_nhwc on a wide map (offsets past a byte)
         ((1, 6, 97, 96), 2, True),  # an odd height: torch's kernel
         ((3, 5, 24, 27), 3, False),
         ((3, 5, 26, 20), (2, 5), False),  # a rectangular window
@@ -155,6 +155,26 @@ def test_max_pool_takes_the_sliced_path_where_it_is_faster(monkeypatch):
     for shape in [(1, 4, 96, 96), (1, 8, 96, 96), (1, 6, 97, 96)]:  # the kernel: 4 or 8 channels, an odd size
         pooling.MaxPool(2)(torch.randn(shape).contiguous(memory_format=torch.channels_last).requires_grad_())
     assert len(built) == 2 and calls[1:] == [(1, 4, 96, 96), (1, 8, 96, 96), (1, 6, 97, 96)]
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_avg_pool_gets_its_gradient_in_its_own_memory_format(channels_last):
+    """A flatten after an NHWC avg pool sends back an NCHW gradient, which torch's CPU avg-pool backward
+    converts element by element (6× slower); AvgPool hands its backward an NHWC one, with equal values."""
+    from regbench.pooling import AvgPool
+
+    x = torch.randn(4, 6, 12, 12, generator=torch.Generator().manual_seed(0))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = AvgPool(3)(ours)
+    seen = []
+    out.grad_fn.register_prehook(lambda grads: seen.append(grads[0].is_contiguous(memory_format=torch.channels_last)))
+    grad = torch.randn(4, 6 * 4 * 4, generator=torch.Generator().manual_seed(1))
+    out.flatten(1).backward(grad)
+    nn.functional.avg_pool2d(theirs, 3, 3).flatten(1).backward(grad)
+    assert seen == [channels_last]  # NCHW stays NCHW (its gradient is contiguous already)
+    assert torch.equal(ours.grad, theirs.grad) and ours.grad.stride() == theirs.grad.stride()
 
 
 def test_a_stride_1_max_pool_trains_with_the_relu_moved_behind_it(runs):
