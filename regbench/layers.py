@@ -32,6 +32,7 @@ from .stacked import (
     StackedLinear,
     StackedNoise,
     StackedParallel,
+    keep_mask,
 )
 
 Shape = tuple[int, ...]
@@ -139,8 +140,7 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.keep_prob >= 1.0:
             return x
-        mask = torch.empty(x.shape, device=x.device, dtype=x.dtype).bernoulli_(self.keep_prob, generator=self.generator)
-        return x * mask * (1.0 / self.keep_prob)
+        return x * keep_mask(x.shape, self.keep_prob, x.device, x.dtype, self.generator) * (1.0 / self.keep_prob)
 
     def extra_repr(self) -> str:
         return f"keep_prob={self.keep_prob}"

@@ -108,6 +108,15 @@ class StackedBatchNormal(nn.Module):
         return out
 
 
+def keep_mask(
+    shape: torch.Size, keep_prob: float, device: torch.device, dtype: torch.dtype, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Book dropout's mask: 1 with probability keep_prob, else 0, from uniform draws (`rand < keep_prob`).
+    torch's CPU `bernoulli_` with a scalar p is 4× slower than `rand` (1.1 against 0.27 ms for a 10×6×48×48
+    map; 1.8 ms per step for the flowers dropout CNN's three masks, two thirds of the plain CNN's step)."""
+    return torch.rand(shape, device=device, generator=generator).lt_(keep_prob).to(dtype)
+
+
 class StackedDropout(nn.Module):
     """Book dropout with a keep_prob per member; member k's mask comes from generator k."""
 
@@ -126,8 +135,7 @@ class StackedDropout(nn.Module):
             if p >= 1.0:
                 masks.append(torch.ones(shape, device=x.device, dtype=x.dtype))
             else:
-                m = torch.empty(shape, device=x.device, dtype=x.dtype).bernoulli_(p, generator=g)
-                masks.append(m * (1.0 / p))
+                masks.append(keep_mask(shape, p, x.device, x.dtype, g) * (1.0 / p))
         return x * from_members(torch.stack(masks))
 
 
