@@ -14,10 +14,13 @@ does. Here the maximum comes from whole-map elementwise operations instead:
 
 Elsewhere `MaxPool` is nn.MaxPool2d: on CUDA, for 1×1 windows, in evaluation for NHWC maps with ≥ 16
 channels, and in training for small maps, 3-D inputs, other layouts, and NHWC maps with 4 or ≥ 8 channels,
-other windows or odd sizes (where these passes measured slower than the kernel, or do not apply).
-Equal values, two caveats: a tie of -0.0 and +0.0 may keep the other zero's sign than the kernel, and in a
-window holding a NaN the gradient may go to another element (the loss is NaN then and a run stops as
-diverged).
+other windows, odd sizes or more than 2**24 elements per channel (where these passes measured slower than
+the kernel, or do not apply). Equal values, two caveats: a tie of -0.0 and +0.0 may keep the other zero's
+sign than the kernel, and in a window holding a NaN the gradient may go to another element (the loss is
+NaN then and a run stops as diverged).
+
+`AvgPool` (the book's `avg` layer) is nn.AvgPool2d whose backward gets its gradient in its output's NHWC
+format on a CPU, where torch's avg-pool backward is slow with another.
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ class AvgPool(nn.AvgPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = super().forward(x)
-        if out.requires_grad and out.dim() == 4 and not out.is_contiguous() and is_nhwc(out):
+        cpu = out.device.type == "cpu"  # CUDA's kernel is another matter: left as torch has it
+        if cpu and out.requires_grad and out.dim() == 4 and not out.is_contiguous() and is_nhwc(out):
             out.register_hook(to_nhwc)
         return out
 
@@ -93,7 +97,10 @@ def is_nhwc(x: torch.Tensor) -> bool:
 
 
 def to_nhwc(grad: torch.Tensor) -> torch.Tensor:
-    return grad.contiguous(memory_format=torch.channels_last)
+    try:
+        return grad.contiguous(memory_format=torch.channels_last)
+    except RuntimeError:  # torch.func's vmap (jacrev) cannot query layouts; the layout only changes speed
+        return grad
 
 
 def window_slices(x: torch.Tensor, kh: int, kw: int) -> list[torch.Tensor]:
@@ -118,14 +125,14 @@ def max_pool_nchw(x: torch.Tensor, kh: int, kw: int) -> tuple[torch.Tensor, torc
 
 
 def max_pool_nhwc(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """2×2 max pool and the kernel's argmax indices of a channels_last map with even height and width (and
-    fewer than 2**24 elements per channel: the indices are computed exactly in float32).
+    """2×2 max pool and the kernel's argmax indices of a channels_last map with even height and width and
+    at most 2**24 elements per channel (the indices are computed in float32, or x's float64, exactly).
 
     First across each window's two columns, then across its two rows; the second element wins only when
     strictly greater, which keeps the first maximum in row-major order. The column pass reads the NHWC
     memory in runs of the channels, the row pass in runs of a row of column maxima (ow·c values), which is
     what makes it fast. The comparisons write 0/1 in x's dtype, not bools: torch's CPU comparisons into
-    floats are vectorized, into bools 2× slower; the index is then corner + row·w + column, in float32."""
+    floats are vectorized, into bools 2× slower; the index is then corner + row·w + column."""
     n, c, h, w = x.shape
     oh, ow = h // 2, w // 2
     pairs = x.permute(0, 2, 3, 1).view(n, h, ow, 2, c)  # the NHWC memory, each window's two columns split out
@@ -137,15 +144,15 @@ def max_pool_nhwc(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     torch.maximum(top, bottom, out=out.permute(0, 2, 3, 1))
     row = torch.gt(bottom, top, out=x.new_empty(top.shape))
     col = torch.lerp(right_wins[:, :, 0], right_wins[:, :, 1], row)  # the winning row's column (exact: 0/1 weights)
-    index = torch.add(nhwc_corners(n, oh, ow, c, w, x.device), row, alpha=w).add_(col)
+    index = torch.add(nhwc_corners(oh, ow, c, w, x.device), row, alpha=w).add_(col)
     return out, index.to(torch.int64).permute(0, 3, 1, 2)
 
 
 @functools.lru_cache(maxsize=8)
-def nhwc_corners(n: int, oh: int, ow: int, c: int, width: int, device: torch.device) -> torch.Tensor:
-    """`window_corners` of a 2×2 pool in float32, repeated over the batch and channels ((n, oh, ow, c),
-    contiguous): adding a broadcast (oh, ow, 1) tensor runs inner loops of c elements, 4× slower."""
-    return window_corners(oh, ow, 2, 2, width, device).to(torch.float32).expand(n, oh, ow, c).contiguous()
+def nhwc_corners(oh: int, ow: int, c: int, width: int, device: torch.device) -> torch.Tensor:
+    """`window_corners` of a 2×2 pool in float32, repeated over the channels ((oh, ow, c), contiguous, one
+    image's worth): adding a broadcast (oh, ow, 1) tensor runs inner loops of c elements, 4× slower."""
+    return window_corners(oh, ow, 2, 2, width, device).to(torch.float32).expand(oh, ow, c).contiguous()
 
 
 @functools.lru_cache(maxsize=32)

@@ -157,6 +157,37 @@ def test_max_pool_takes_the_sliced_path_where_it_is_faster(monkeypatch):
     assert len(built) == 2 and calls[1:] == [(1, 4, 96, 96), (1, 8, 96, 96), (1, 6, 97, 96)]
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_max_pool_nhwc_gives_the_kernels_indices_in_every_float_dtype(dtype):
+    """max_pool_nhwc compares into x's dtype and builds the index in float32 (float64 for float64 input):
+    the 0/1 flags and indices up to 96·96 must stay exact in half precision too, ties and infinities included."""
+    from regbench.pooling import MaxPool
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-2, 3, (2, 6, 96, 96), generator=g).to(dtype)
+    x[0, 0, :2] = float("inf")
+    x[1, 1, :, :2] = -float("inf")
+    x = x.contiguous(memory_format=torch.channels_last)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a, b = MaxPool(2)(ours), nn.functional.max_pool2d(theirs, 2, 2)
+    assert type(a.grad_fn).__name__ == "IndexedMaxPoolBackward"  # max_pool_nhwc, not the kernel
+    grad = torch.randn(b.shape, generator=g).to(dtype)
+    a.backward(grad)
+    b.backward(grad)
+    assert torch.equal(a, b) and torch.equal(ours.grad, theirs.grad) and ours.grad.stride() == theirs.grad.stride()
+
+
+def test_avg_pool_works_under_torch_func():
+    """AvgPool's gradient hook must not break torch.func (vmap cannot query a memory format)."""
+    from torch.func import jacrev
+
+    from regbench.pooling import AvgPool
+
+    x = torch.randn(1, 6, 12, 12).contiguous(memory_format=torch.channels_last)
+    ours = jacrev(lambda t: AvgPool(3)(t).flatten(1))(x)
+    assert torch.equal(ours, jacrev(lambda t: nn.functional.avg_pool2d(t, 3, 3).flatten(1))(x))
+
+
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_avg_pool_gets_its_gradient_in_its_own_memory_format(channels_last):
     """A flatten after an NHWC avg pool sends back an NCHW gradient, which torch's CPU avg-pool backward
