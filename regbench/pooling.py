@@ -39,7 +39,7 @@ class MaxPool(nn.MaxPool2d):
     whole-map elementwise operations where that is faster than torch's kernel; see the module docstring.
 
     Measured on 2 CPU cores (training, forward and backward): NCHW maps 2× faster than the kernel, the
-    flowers CNN's first pool (a 6-channel 96×96 NHWC map) 1.7×; evaluation 3–10×."""
+    flowers CNN's first pool (a 6-channel 96×96 NHWC map) 2.2× (290 against 640 µs); evaluation 3–10×."""
 
     def __init__(self, window: int | tuple[int, int]):
         super().__init__(window, window)
@@ -86,14 +86,11 @@ class AvgPool(nn.AvgPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = super().forward(x)
-        cpu = out.device.type == "cpu"  # CUDA's kernel is another matter: left as torch has it
-        if cpu and out.requires_grad and out.dim() == 4 and not out.is_contiguous() and is_nhwc(out):
+        if out.device.type != "cpu" or not out.requires_grad:  # CUDA's kernel: left as torch has it
+            return out
+        if out.dim() == 4 and not out.is_contiguous() and out.is_contiguous(memory_format=torch.channels_last):
             out.register_hook(to_nhwc)
         return out
-
-
-def is_nhwc(x: torch.Tensor) -> bool:
-    return x.is_contiguous(memory_format=torch.channels_last)
 
 
 def to_nhwc(grad: torch.Tensor) -> torch.Tensor:
