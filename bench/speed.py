@@ -39,10 +39,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import regbench
 from regbench.config import FAST_PATH, load_config
+from regbench.core.resources import keep_freed_memory
 from regbench.data import load_data
-from regbench.model import build_model, init_weights, relu_after_max
-from regbench.pooling import MaxPool
-from regbench.resources import keep_freed_memory
+from regbench.nn.model import build_model, init_weights, relu_after_max
+from regbench.nn.pooling import MaxPool
 
 FLOWERS_CNN = [
     ["conv", {"ksize": 3, "chn": 6}],
@@ -148,7 +148,7 @@ def run_tutorial(cfg: regbench.Config, x: torch.Tensor, y: torch.Tensor, device:
 
 def stack16(device: str, quick: bool, out: str) -> tuple[float, float]:
     """Model-samples per second: 16 seeds of the digits CNN stacked vs one after another."""
-    from regbench.group import train_group
+    from regbench.training.group import train_group
 
     epochs = 1 if quick else 2
     cfgs = [config("digits_cnn_b10", device, epochs) for _ in range(16)]
@@ -169,7 +169,7 @@ def search100(device: str, quick: bool, out: str) -> tuple[float, float]:
     """Wall seconds of the homework's 100-trial search: stacked vs trial by trial."""
     import random
 
-    from regbench.group import train_group
+    from regbench.training.group import train_group
 
     trials = 20 if quick else 100
     rng = random.Random(0)

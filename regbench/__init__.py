@@ -14,12 +14,12 @@ The course book's own calls (`CnnRegModel(...).exec_all(...)`) are in `regbench.
 
 __version__ = "0.1.0"
 
+from .analysis.compare import Comparison  # noqa: E402
 from .api import compare, resume, train  # noqa: E402
-from .compare import Comparison  # noqa: E402
 from .config import Config, load_config  # noqa: E402
-from .errors import ConfigError, DataError, DivergedError, RegbenchError, RunDirError  # noqa: E402
+from .core.errors import ConfigError, DataError, DivergedError, RegbenchError, RunDirError  # noqa: E402
 from .rundir import Run, load_run  # noqa: E402
-from .seeds import train_seeds  # noqa: E402
+from .training.seeds import train_seeds  # noqa: E402
 
 __all__ = [
     "Comparison",

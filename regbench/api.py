@@ -14,13 +14,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from . import seeds as seed_groups
-from . import trainer
-from .compare import Comparison
-from .compare import compare as compare_runs
+from .analysis.compare import Comparison
+from .analysis.compare import compare as compare_runs
 from .config import Config, load_config
-from .errors import ConfigError, RegbenchError, with_source
+from .core.errors import ConfigError, RegbenchError, with_source
 from .rundir import Run, load_run
+from .training import seeds as seed_groups
+from .training import trainer
 
 ConfigLike = Config | str | Path | dict[str, Any]
 LANGS = ("ko", "en")
@@ -86,7 +86,7 @@ def train(
         quiet: print nothing.
         lang: `ko` (the book's sample lines) or `en`.
         overrides: dotted keys applied on top of `config`, as `regbench train --set` does.
-        stack: seed groups and ensemble members train side by side as one stacked model (regbench.group),
+        stack: seed groups and ensemble members train side by side as one stacked model (regbench.training.group),
             at most `stack` at a time (None: as many as fit in a quarter of memory); 1 trains them one
             after another.
 

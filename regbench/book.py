@@ -36,13 +36,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import api, trainer
-from . import console as fmt
+from . import api
 from .config import Config, load_config
+from .core import console as fmt
+from .core.errors import ConfigError, DataError, RegbenchError
 from .data import DataInfo, load_data
-from .errors import ConfigError, DataError, RegbenchError
-from .model import build_model, param_stats
+from .nn.model import build_model, param_stats
 from .rundir import Run, append_log
+from .training import trainer
 
 __all__ = [
     "AdamModel",

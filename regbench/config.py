@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError
-from .schema import describe, load_yaml, parse, read_yaml_file, require, to_plain
+from .core.errors import ConfigError
+from .core.schema import describe, load_yaml, parse, read_yaml_file, require, to_plain
 
 Activation = Literal["relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "none"]
 InitType = Literal[
@@ -389,7 +389,7 @@ def resolve(cfg: Config) -> Config:
     """Check names against the registries and normalize the layer list; returns the resolved config."""
     from . import optim
     from .data import DATASETS, check_data_keys
-    from .layers import normalize_layers
+    from .nn.layers import normalize_layers
 
     if cfg.data.name not in DATASETS:
         raise ConfigError(DATASETS.unknown(cfg.data.name), path="data.name")
@@ -404,8 +404,8 @@ def check_shapes(cfg: Config) -> None:
     """Build the model on the meta device for the data set's input shape, so a layer that does not fit
     (a pool stride that does not divide its input, a conv after a flat layer, an absurd width) is a
     config error before any work. Skipped when the data set's shape needs files that are not there."""
-    from .errors import DataError
-    from .trainer import check_config
+    from .core.errors import DataError
+    from .training.trainer import check_config
 
     try:
         check_config(cfg)

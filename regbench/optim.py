@@ -14,7 +14,7 @@ import torch
 from torch import optim
 
 from .config import OptimizerConfig
-from .registry import Registry
+from .core.registry import Registry
 
 Params = Iterable[torch.nn.Parameter]
 OPTIMIZERS: Registry[Callable[[Params, OptimizerConfig, bool], optim.Optimizer]] = Registry("optimizer")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import yaml
 
-from .errors import RunDirError
+from .core.errors import RunDirError
 
 CONFIG, METRICS, SUMMARY, MODEL, LOG = "config.yaml", "metrics.jsonl", "summary.json", "model.pt", "log.txt"
 STEPS, CHECKPOINT = "steps.jsonl", "checkpoint.pt"
@@ -256,7 +256,7 @@ class Run:
         mode on the CPU. Its forward returns the heads' logits concatenated (`net.split_heads` splits them)."""
         if weights not in self._nets:
             from .config import load_config
-            from .model import build_model
+            from .nn.model import build_model
 
             shape, heads = self.summary.get("input_shape"), self.summary.get("heads")
             if not isinstance(shape, list) or not isinstance(heads, list) or not heads:
@@ -299,7 +299,7 @@ class Run:
             t = apply_recorded(t, stats)
         net = self.model(weights)
         if len(t):
-            from .trainer import probabilities
+            from .training.trainer import probabilities
 
             probs = probabilities(net, t.float())
         else:

@@ -12,7 +12,7 @@ KeyboardInterrupt is raised to the caller. A second Ctrl-C stops at once (worker
 runs continue from the last epoch's checkpoint next time).
 
 Stacking: with `stack` > 1, up to that many waiting tasks are taken at once and those whose configs
-can train side by side (regbench.group: same architecture, data and schedule; different seed, lr,
+can train side by side (regbench.training.group: same architecture, data and schedule; different seed, lr,
 weight decay, L2/L1, dropout keep_prob or noise std) go to one worker as a group, trained as one stacked
 model; the rest run one by one. Each run still gets its own result and run directory.
 """
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DivergedError, RegbenchError
+from .core.errors import DivergedError, RegbenchError
 
 FINISHED = ("completed", "diverged", "pruned")  # a run directory in one of these is never trained again
 POLL_S = 0.5  # how often the parent looks for results, dead workers and new tasks
@@ -96,10 +96,10 @@ def threads_per_worker(workers: int) -> int | None:
 # ----------------------------------------------------------------------------------------------- one run
 def execute_run(task: RunTask) -> RunResult:
     """Train (or continue, or just read back) the run of `task` in this process; never raises for a bad run."""
-    from . import console as fmt
-    from . import trainer
     from .config import load_config
+    from .core import console as fmt
     from .rundir import load_checkpoint, load_run
+    from .training import trainer
 
     t0 = time.perf_counter()
     path = Path(task.path)
@@ -144,13 +144,13 @@ def execute(unit: Unit) -> list[RunResult]:
 
 
 def execute_group(tasks: list[RunTask]) -> list[RunResult]:
-    """Train fresh runs of `tasks` side by side (regbench.group); finished ones are read back and
+    """Train fresh runs of `tasks` side by side (regbench.training.group); finished ones are read back and
     unfinished ones continue alone from their checkpoints, as `execute_run` does."""
-    from . import console as fmt
-    from . import trainer
     from .config import load_config
-    from .group import fit_members
+    from .core import console as fmt
     from .rundir import load_run
+    from .training import trainer
+    from .training.group import fit_members
 
     fresh = [t for t in tasks if not (Path(t.path) / "summary.json").is_file()]
     results = {t.key: execute_run(t) for t in tasks if t not in fresh}
@@ -182,7 +182,7 @@ def execute_group(tasks: list[RunTask]) -> list[RunResult]:
 def stack_units(tasks: Iterator[RunTask | None], stack: int) -> Iterator[Unit | None]:
     """Take up to `stack` waiting tasks at a time and group those that can train side by side."""
     from .config import load_config
-    from .group import stack_key
+    from .training.group import stack_key
 
     while True:
         batch: list[RunTask] = []

@@ -16,8 +16,7 @@ import pytest
 from rundirs import fake_run, metrics_rows, train_runs
 from typer.testing import CliRunner
 
-from regbench.cli.main import app
-from regbench.compare import (
+from regbench.analysis.compare import (
     CompareError,
     collect_runs,
     compare,
@@ -25,8 +24,9 @@ from regbench.compare import (
     parse_where,
     regularizer_text,
 )
+from regbench.cli.main import app
+from regbench.core.stats import Stat, verdict, welch_p
 from regbench.rundir import load_run
-from regbench.stats import Stat, verdict, welch_p
 
 runner = CliRunner()
 
@@ -369,7 +369,7 @@ def test_a_seed_run_twice_counts_once_in_its_group(tmp_path):
     from conftest import tiny
 
     import regbench
-    from regbench.compare import compare
+    from regbench.analysis.compare import compare
 
     for seed in (1, 1, 2):
         regbench.train(tiny(seed=seed, train__epochs=1), tmp_path / "r", quiet=True)
@@ -389,7 +389,7 @@ def test_a_seed_run_twice_counts_once_in_its_group(tmp_path):
     ],
 )
 def test_malformed_where_is_an_error(expr, message):
-    from regbench.compare import CompareError, parse_where
+    from regbench.analysis.compare import CompareError, parse_where
 
     with pytest.raises(CompareError, match=re.escape(message)):
         parse_where([expr])

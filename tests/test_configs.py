@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from regbench.config import load_config
-from regbench.schema import load_yaml
-from regbench.suite import load_suites
-from regbench.sweep import load_sweep
-from regbench.trainer import check_config
+from regbench.core.schema import load_yaml
+from regbench.experiments.suite import load_suites
+from regbench.experiments.sweep import load_sweep
+from regbench.training.trainer import check_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 FILES = sorted(CONFIGS.rglob("*.yaml"))

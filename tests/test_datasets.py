@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 import regbench
 from regbench.cli.main import app
+from regbench.core.errors import ConfigError, DataError
 from regbench.data import load_data
-from regbench.errors import ConfigError, DataError
 from regbench.rundir import load_run
 
 runner = CliRunner()

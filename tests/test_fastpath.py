@@ -16,8 +16,8 @@ from torch import nn
 
 import regbench
 from regbench.config import FAST_PATH
-from regbench.group import train_group
-from regbench.model import build_model, init_weights, relu_after_max
+from regbench.nn.model import build_model, init_weights, relu_after_max
+from regbench.training.group import train_group
 
 # the book's flowers CNN: conv(3,6)-max(2)-conv(3,12)-max(2)-conv(3,24)-avg(3)
 FLOWERS_YAML = Path(__file__).parent.parent / "configs" / "ch8" / "flowers_cnn.yaml"
@@ -68,7 +68,7 @@ def test_relu_after_max_leaves_other_activations_and_pools_alone():
 # the default's behaviour depend on where they land.)
 FAULTS = """
 import ctypes, resource
-from regbench.resources import keep_freed_memory
+from regbench.core.resources import keep_freed_memory
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
 def faults():
@@ -116,7 +116,7 @@ def test_reuse_memory_stops_the_page_faults_of_each_step():
 def test_max_pool_gives_the_kernels_values_and_gradients_ties_included(shape, window, channels_last):
     """regbench's MaxPool computes from elementwise operations where that is faster than torch's CPU
     kernel; small integers make ties in most windows, where the gradient must go where the kernel sends it."""
-    from regbench.pooling import MaxPool
+    from regbench.nn.pooling import MaxPool
 
     x = torch.randint(-2, 3, shape, generator=torch.Generator().manual_seed(0)).float()
     if channels_last:
@@ -135,7 +135,7 @@ def test_max_pool_gives_the_kernels_values_and_gradients_ties_included(shape, wi
 
 def test_max_pool_takes_the_sliced_path_where_it_is_faster(monkeypatch):
     """The test above would pass with the kernel everywhere: check that the other paths are really used."""
-    from regbench import pooling
+    from regbench.nn import pooling
 
     calls = []
     monkeypatch.setattr(nn.MaxPool2d, "forward", lambda self, x: calls.append(tuple(x.shape)) or None)
@@ -161,7 +161,7 @@ def test_max_pool_takes_the_sliced_path_where_it_is_faster(monkeypatch):
 def test_max_pool_nhwc_gives_the_kernels_indices_in_every_float_dtype(dtype):
     """max_pool_nhwc compares into x's dtype and builds the index in float32 (float64 for float64 input):
     the 0/1 flags and indices up to 96·96 must stay exact in half precision too, ties and infinities included."""
-    from regbench.pooling import MaxPool
+    from regbench.nn.pooling import MaxPool
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(-2, 3, (2, 6, 96, 96), generator=g).to(dtype)
@@ -181,7 +181,7 @@ def test_avg_pool_works_under_torch_func():
     """AvgPool's gradient hook must not break torch.func (vmap cannot query a memory format)."""
     from torch.func import jacrev
 
-    from regbench.pooling import AvgPool
+    from regbench.nn.pooling import AvgPool
 
     x = torch.randn(1, 6, 12, 12).contiguous(memory_format=torch.channels_last)
     ours = jacrev(lambda t: AvgPool(3)(t).flatten(1))(x)
@@ -192,7 +192,7 @@ def test_avg_pool_works_under_torch_func():
 def test_avg_pool_gets_its_gradient_in_its_own_memory_format(channels_last):
     """A flatten after an NHWC avg pool sends back an NCHW gradient, which torch's CPU avg-pool backward
     converts element by element (6× slower); AvgPool hands its backward an NHWC one, with equal values."""
-    from regbench.pooling import AvgPool
+    from regbench.nn.pooling import AvgPool
 
     x = torch.randn(4, 6, 12, 12, generator=torch.Generator().manual_seed(0))
     if channels_last:

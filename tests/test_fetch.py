@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from regbench.cli.main import app
+from regbench.core.errors import DataError
 from regbench.data import fetch, flowers
 from regbench.data.fetch import safe_extract, sha256_of
-from regbench.errors import DataError
 
 runner = CliRunner()
 

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 import regbench
+from regbench.core.errors import DataError
 from regbench.data import imagefolder, load_data
 from regbench.data.cache import CACHE_DIR
-from regbench.errors import DataError
 
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 

@@ -8,10 +8,10 @@ import torch
 from conftest import tiny
 
 import regbench
+from regbench.core.errors import ConfigError
 from regbench.data import DataInfo, Dataset, Head, load_data
 from regbench.data.augment import make_augment
 from regbench.data.normalize import normalize
-from regbench.errors import ConfigError
 
 
 def dataset(train: torch.Tensor, test: torch.Tensor) -> Dataset:

@@ -8,7 +8,7 @@ from conftest import tiny
 
 import regbench
 from regbench.config import RegularizerConfig, load_config
-from regbench.model import build_model, init_weights, weights_and_kernels
+from regbench.nn.model import build_model, init_weights, weights_and_kernels
 from regbench.regularize import Regularizer
 
 

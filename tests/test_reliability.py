@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import regbench
-from regbench import trainer
 from regbench.cli.main import app
 from regbench.config import load_config
-from regbench.errors import ConfigError, DivergedError, RunDirError
-from regbench.layers import LAYERS
+from regbench.core.errors import ConfigError, DivergedError, RunDirError
+from regbench.nn.layers import LAYERS
 from regbench.rundir import load_checkpoint, load_run
+from regbench.training import trainer
 
 runner = CliRunner()
 
@@ -132,7 +132,7 @@ def test_resume_of_an_ensemble_keeps_finished_members(runs, monkeypatch):
 
 
 def test_resume_of_a_stacked_ensemble_continues_every_member(runs, monkeypatch):
-    from regbench import group
+    from regbench.training import group
 
     cfg = tiny(train__ensemble=3, train__epochs=3)
     whole = regbench.train(cfg, runs / "a", quiet=True)

@@ -12,9 +12,9 @@ from test_compare import png_size
 from typer.testing import CliRunner
 
 import regbench
+from regbench.analysis.report import write_report
 from regbench.cli.main import app
-from regbench.errors import DataError
-from regbench.report import write_report
+from regbench.core.errors import DataError
 
 runner = CliRunner()
 

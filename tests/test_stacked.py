@@ -9,11 +9,11 @@ from conftest import tiny
 
 import regbench
 from regbench.config import OptimizerConfig, load_config
-from regbench.errors import DivergedError
-from regbench.group import can_stack, stack_key, train_group
-from regbench.model import build_model, init_weights
+from regbench.core.errors import DivergedError
+from regbench.nn.model import build_model, init_weights
 from regbench.optim import OPTIMIZERS, make_optimizer
-from regbench.stacked_optim import StackedOptimizer
+from regbench.stacked.optim import StackedOptimizer
+from regbench.training.group import can_stack, stack_key, train_group
 
 RTOL = 2e-4  # stacked kernels (grouped convolutions, batched products) sum in another order than solo ones
 

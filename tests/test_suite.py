@@ -10,10 +10,10 @@ import pytest
 from conftest import write
 from typer.testing import CliRunner
 
-from regbench import suite as lib
 from regbench.cli.main import app
 from regbench.config import load_config
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
+from regbench.experiments import suite as lib
 from regbench.rundir import load_run
 
 runner = CliRunner()

@@ -17,9 +17,8 @@ from typer.testing import CliRunner
 
 from regbench import runner as runner_mod
 from regbench.cli.main import app
-from regbench.errors import ConfigError
-from regbench.rundir import load_run
-from regbench.sweep import (
+from regbench.core.errors import ConfigError
+from regbench.experiments.sweep import (
     SweepError,
     SweepInterrupted,
     TrialView,
@@ -30,6 +29,7 @@ from regbench.sweep import (
     sweep_status,
     trial_line,
 )
+from regbench.rundir import load_run
 
 cli = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -396,7 +396,7 @@ def test_two_processes_share_one_sqlite_study_and_never_run_a_trial_twice(tmp_pa
 
 def test_a_trial_whose_machine_went_silent_is_handed_to_the_next_process(tmp_path, monkeypatch):
     """Another host took t000 and stopped beating: after the grace period it is re-enqueued with its params."""
-    from regbench import study as study_mod
+    from regbench.experiments import study as study_mod
 
     monkeypatch.setattr(study_mod, "HEARTBEAT_S", 1)
     monkeypatch.setattr(study_mod, "GRACE_S", 1)
@@ -417,7 +417,7 @@ def test_a_trial_whose_machine_went_silent_is_handed_to_the_next_process(tmp_pat
 
 
 def run_sweep_views(sweep, st, tmp_path):
-    from regbench.sweep import views_from_study
+    from regbench.experiments.sweep import views_from_study
 
     return views_from_study(sweep, st.trials(), tmp_path)
 
@@ -544,7 +544,7 @@ def test_run_trials_turns_every_bad_run_into_a_result(tmp_path):
 
 def test_trials_that_share_an_architecture_train_side_by_side(tmp_path, monkeypatch):
     """The default sweep stacks compatible trials (here all six) and gets what one run at a time gets."""
-    from regbench import group
+    from regbench.training import group
 
     stacked_calls = []
     real = group.fit_stacked
@@ -565,7 +565,7 @@ def test_trials_that_share_an_architecture_train_side_by_side(tmp_path, monkeypa
 def test_a_sweep_over_a_layer_parameter_stacks_and_shows_it_in_the_table(tmp_path, monkeypatch):
     """`model.layers[1].keep_prob` varies the dropout of the layer list; the trials stack (keep_prob is a
     per-member value) and the ranking table has the key as a column."""
-    from regbench import group
+    from regbench.training import group
 
     stacked_calls = []
     real = group.fit_stacked

@@ -8,7 +8,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from ..errors import RegbenchError, with_source
+from ..core.errors import RegbenchError, with_source
 
 
 class Format(str, Enum):

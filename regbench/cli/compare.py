@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import api
-from ..compare import COLUMNS
+from ..analysis.compare import COLUMNS
 from .common import Format, guarded
 
 app = typer.Typer()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..report import write_report
+from ..analysis.report import write_report
 from .common import guarded
 from .compare import BaselineOption, ColumnsOption, DescOption, MetricOption, Paths, SortOption, WhereOption
 

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from .. import suite as lib
-from ..compare import csv_text
+from ..analysis.compare import csv_text
+from ..experiments import suite as lib
 from .common import Format, LangOption, SetOption, check_lang, fail, guarded
 from .train import parse_seeds
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .. import sweep as lib
+from ..experiments import sweep as lib
 from .common import fail, guarded
 
 app = typer.Typer()

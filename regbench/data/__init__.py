@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from ..config import DataConfig, Split
-from ..errors import ConfigError, DataError
-from ..registry import Registry
+from ..core.errors import ConfigError, DataError
+from ..core.registry import Registry
 from .augment import check_augment, parse_augment
 from .normalize import normalize
 from .split import split_indices, stratified_take

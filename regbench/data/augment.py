@@ -25,9 +25,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from ..registry import Registry
-from ..schema import describe, parse, require
+from ..core.errors import ConfigError
+from ..core.registry import Registry
+from ..core.schema import describe, parse, require
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 

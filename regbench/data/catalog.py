@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import DataConfig
-from ..errors import ConfigError, DataError, RegbenchError
+from ..core.errors import ConfigError, DataError, RegbenchError
 from . import DATASETS
 
 

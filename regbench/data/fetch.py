@@ -19,8 +19,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .. import __version__
-from ..errors import DataError
+from ..core.errors import DataError
+from ..core.version import __version__
 
 
 def download(url: str, dest: Path) -> None:

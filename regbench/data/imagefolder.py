@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from ..errors import DataError
+from ..core.errors import DataError
 from .cache import CACHE_DIR, cache_key, read_cached, write_cached
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})

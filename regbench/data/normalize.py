@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 MODES = ("none", "unit", "standardize", "center")
 

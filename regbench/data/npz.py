@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from . import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
 from .pixels import chw, shape_images, to_nchw
 

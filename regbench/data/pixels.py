@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 
 def layout(shape: tuple[int, ...], source: str) -> str:

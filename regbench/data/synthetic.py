@@ -11,7 +11,7 @@ import math
 import torch
 
 from ..config import DataConfig
-from ..resources import check_fits
+from ..core.resources import check_fits
 from . import DATASETS, Arrays, DataInfo, DatasetEntry, Head
 
 DEFAULT_SHAPE = [8, 8, 1]  # H × W × C (book order)
@@ -25,7 +25,7 @@ def heads_of(cfg: DataConfig) -> list[int]:
 
 
 def check(cfg: DataConfig) -> None:
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
 
     shape = DEFAULT_SHAPE if cfg.shape is None else cfg.shape
     if len(shape) not in (1, 3) or any(s < 1 for s in shape) or any(s > 4096 for s in shape):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from ..errors import DataError
+from ..core.errors import DataError
 from . import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
 from .pixels import shape_images
 

@@ -19,12 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Activation, InitConfig
-from .errors import ConfigError
-from .pooling import AvgPool, MaxPool
-from .registry import Registry
-from .schema import describe, parse, require, to_plain
-from .stacked import (
+from ..config import Activation, InitConfig
+from ..core.errors import ConfigError
+from ..core.registry import Registry
+from ..core.schema import describe, parse, require, to_plain
+from ..stacked.layers import (
     StackedBatchNormal,
     StackedConv2d,
     StackedDropout,
@@ -34,6 +33,7 @@ from .stacked import (
     StackedParallel,
     keep_mask,
 )
+from .pooling import AvgPool, MaxPool
 
 Shape = tuple[int, ...]
 
@@ -101,7 +101,7 @@ def activation(name: str | None, ctx: BuildContext) -> list[nn.Module]:
     }[name]
 
 
-# the single-model module, or its K-member version (regbench.stacked) when ctx.members > 1
+# the single-model module, or its K-member version (regbench.stacked.layers) when ctx.members > 1
 def linear_layer(n_in: int, n_out: int, bias: bool, ctx: BuildContext) -> nn.Module:
     return StackedLinear(ctx.members, n_in, n_out, bias) if ctx.members > 1 else nn.Linear(n_in, n_out, bias=bias)
 

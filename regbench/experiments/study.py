@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import RegbenchError
+from ..core.errors import RegbenchError
 
 if TYPE_CHECKING:
     import optuna
@@ -437,7 +437,7 @@ class Reporter:
     last_epoch: int | None = None  # never pruned there: the run is as good as finished
 
     def __call__(self, row: dict[str, Any]) -> None:
-        from .runner import Pruned
+        from ..runner import Pruned
 
         value = row.get("val_loss" if self.loss else "val_acc")
         if isinstance(value, list):

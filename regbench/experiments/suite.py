@@ -6,7 +6,7 @@ overrides for every config; a group may instead list other `groups`, which run i
 table. A file of its own with a `configs:` list is a group too.
 
 `run_suite` trains every config of a group — once per seed with `seeds` — into one folder: runs whose
-configs can stack (regbench.group: they differ only in seed, lr, weight decay, L2/L1, dropout keep_prob,
+configs can stack (regbench.training.group: they differ only in seed, lr, weight decay, L2/L1, dropout keep_prob,
 noise std or what they print) train side by side as one stacked model, the others one by one. It returns
 the runs and the group's compare table (seed groups as mean ± std).
 
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .compare import CompareError, Comparison, compare
-from .config import NAME_RE, Config, load_config, override_at, parse_override
-from .errors import ConfigError, DataError, DivergedError, RegbenchError
-from .schema import describe, parse, read_yaml_file, require
+from ..analysis.compare import CompareError, Comparison, compare
+from ..config import NAME_RE, Config, load_config, override_at, parse_override
+from ..core.errors import ConfigError, DataError, DivergedError, RegbenchError
+from ..core.schema import describe, parse, read_yaml_file, require
 
 SUITES_FILE = Path("configs") / "suites.yaml"  # where `regbench suite NAME` looks first (then beside the package)
 SMOKE_LIMIT = {"train": 10, "val": 5, "test": 5}  # samples per split in a smoke run (stratified caps)
@@ -77,7 +77,7 @@ def default_file() -> Path:
     here = Path.cwd() / SUITES_FILE
     if here.is_file():
         return SUITES_FILE
-    beside = Path(__file__).resolve().parent.parent / SUITES_FILE
+    beside = Path(__file__).resolve().parents[2] / SUITES_FILE
     return beside if beside.is_file() else SUITES_FILE
 
 
@@ -194,7 +194,7 @@ def stand_in(cfg: Config) -> Config:
     """`cfg` as a smoke run: one tiny epoch (no `iterations`) on at most SMOKE_LIMIT samples per split, no
     samples shown, at most 2 ensemble members; an absent data set becomes `synthetic` with the same input
     shape and heads (its split ratios and augmentation kept; `unit`, which needs a pixel format, dropped)."""
-    from .data import DATASETS, data_info
+    from ..data import DATASETS, data_info
 
     doc = cfg.to_dict()
     data = doc["data"]
@@ -239,7 +239,7 @@ class Plan:
     @property
     def absent(self) -> list[str]:
         """The data sets of the plan whose files are not here (and not set to download)."""
-        from .data import DATASETS
+        from ..data import DATASETS
 
         out = []
         for _, cfg in self.configs:
@@ -267,8 +267,8 @@ def plan_suite(
     """Load and check every config of `suite` (its `set`, then `overrides`), and its data files unless
     `smoke` (or `check_data=False`: `Plan.absent` names them); expand the seeds; group the runs into passes.
     Raises ConfigError or DataError (one line) before anything is written."""
-    from .group import stack_key
-    from .seeds import seed_list
+    from ..training.group import stack_key
+    from ..training.seeds import seed_list
     from .sweep import check_files
 
     if suite.composite:
@@ -354,8 +354,8 @@ def run_suite(
     where the runs stack (unless `stack` is 1), one by one otherwise. A run that diverges or fails is
     recorded and the others go on. Ends with the compare table of this call's runs (the group's baseline,
     seed groups as mean ± std)."""
-    from . import trainer
-    from .group import can_stack, train_group
+    from ..training import trainer
+    from ..training.group import can_stack, train_group
 
     say = say or (lambda _line: None)
     suite = plan.suite
@@ -404,7 +404,7 @@ def run_suite(
 def list_groups(suites_file: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per group of the suites file: name, doc, what it runs (config count, or the groups), and the
     data sets its configs read with whether their files are here."""
-    from .data import DATASETS
+    from ..data import DATASETS
 
     suites = load_suites(suites_file)
     rows = []

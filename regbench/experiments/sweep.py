@@ -10,7 +10,7 @@ base seed, +1, …); its metric is the mean over its seeds.
 `run_sweep` writes `<out>/<name>/`: one run directory per trial and seed (`<name>-t007-s1`), `sweep.yaml`
 (the resolved sweep, base config inline), `sweep.json` (the index: trial → params → run dirs → status →
 metric) and, by default, `study.db`, the SQLite Optuna study every worker draws its trials from (see
-`regbench.study`). Running it again continues: finished trials are kept, unfinished ones are resumed from
+`regbench.experiments.study`). Running it again continues: finished trials are kept, unfinished ones are resumed from
 their checkpoints. `--storage URL` puts the study in any SQLAlchemy database, so processes on several
 machines running the same command share one sweep.
 """
@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import KEY_RE, NAME_RE, Config, load_config, override_at
-from .errors import ConfigError, RegbenchError
-from .runner import RunResult, RunTask, run_trials
-from .schema import describe, parse, read_yaml_file, require, to_plain
+from ..config import KEY_RE, NAME_RE, Config, load_config, override_at
+from ..core.errors import ConfigError, RegbenchError
+from ..core.schema import describe, parse, read_yaml_file, require, to_plain
+from ..runner import RunResult, RunTask, run_trials
 
 Method = Literal["grid", "random", "tpe"]
 Metric = Literal["val_acc", "best_val_acc", "test_acc", "val_loss", "test_loss"]
@@ -237,7 +237,7 @@ class Sweep:
     def validate(self) -> None:
         """Every fixed point's config (and, for TPE, each range's ends and each choice) loads, the device
         exists and the data set's files are there; one line if not, before any work."""
-        from .trainer import resolve_device
+        from ..training.trainer import resolve_device
 
         if not any(k == "train.device" for k in self.params):
             try:
@@ -271,7 +271,7 @@ class Sweep:
 
 def check_files(cfg: Config) -> None:
     """The data set's files are there (or will be downloaded): else one line now, not one per trial."""
-    from .data import DATASETS, files_error
+    from ..data import DATASETS, files_error
 
     entry = DATASETS[cfg.data.name]
     missing = entry.missing(cfg.data)
@@ -306,7 +306,7 @@ def load_sweep(source: str | Path | dict[str, Any], *, name: str | None = None) 
     except ConfigError as e:
         raise ConfigError(e.detail, source=label, path=e.path) from None
     except Exception as e:
-        from .schema import FieldError
+        from ..core.schema import FieldError
 
         if isinstance(e, FieldError):
             raise ConfigError(str(e), source=label, path=e.field) from None
@@ -625,7 +625,7 @@ class SweepReport:
     def compare(self, k: int = 5, plot: str | Path | None = None):
         """The best `k` trials as a `regbench.compare` table (seeds grouped: mean ± std), or None when none of
         them ran on this machine. `plot` also draws their learning curves."""
-        from .compare import COLUMNS, compare
+        from ..analysis.compare import COLUMNS, compare
 
         dirs = self.top_runs(k)
         if not dirs:
@@ -661,7 +661,7 @@ class SweepReport:
 
 def write_index(report: SweepReport, locked: bool = False) -> None:
     """`sweep.json`, written whole and renamed (several processes may share the folder: a lock orders them)."""
-    from .rundir import atomic_write
+    from ..rundir import atomic_write
     from .study import _file_lock
 
     data = json.dumps(_finite(report.to_index()), indent=1, ensure_ascii=False) + "\n"
@@ -712,7 +712,7 @@ def prepare_dir(sweep: Sweep, sweep_dir: Path, storage: str | None) -> None:
 def _prepare_dir(sweep: Sweep, sweep_dir: Path, storage: str | None) -> None:
     import yaml
 
-    from .rundir import atomic_write
+    from ..rundir import atomic_write
     from .study import masked
 
     if (sweep_dir / INDEX).is_file():
@@ -752,7 +752,7 @@ class _Slot:
 
 def run_metric(path: Path, metric: str) -> float | None:
     """A finished run's metric: val_acc and val_loss of its last epoch, best_val_acc, test_acc, test_loss."""
-    from .rundir import load_run
+    from ..rundir import load_run
 
     try:
         run = load_run(path)

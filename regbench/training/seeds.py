@@ -1,7 +1,7 @@
 """Seed groups: one config trained once per seed, the runs that `compare` puts in one row (mean ± std).
 
 `train_seeds` is the one place that decides how the seeds are trained: side by side as one stacked model
-(regbench.group) unless `stack=1`, one after another otherwise; every seed is an ordinary run directory
+(regbench.training.group) unless `stack=1`, one after another otherwise; every seed is an ordinary run directory
 (`regbench.train(..., seeds=K)` and `regbench train CONFIG --seeds K`).
 """
 
@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..config import Config
+from ..core.errors import ConfigError
+from ..rundir import Run
 from . import trainer
-from .config import Config
-from .errors import ConfigError
-from .rundir import Run
 
 MAX_SEEDS = 1000  # a seed group larger than this is almost certainly a typo
 

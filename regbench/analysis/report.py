@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.errors import RegbenchError, RunDirError
+from ..rundir import CONFIG, LOG, METRICS, MODEL, SUMMARY, Run
 from . import plots
 from .compare import (
     STEPS,
@@ -36,8 +38,6 @@ from .compare import (
     group_key,
     model_summary,
 )
-from .errors import RegbenchError, RunDirError
-from .rundir import CONFIG, LOG, METRICS, MODEL, SUMMARY, Run
 
 RUN_FILES = (CONFIG, METRICS, SUMMARY, LOG, MODEL, "params_hist.png", STEPS)
 EVAL_BATCH = 512
@@ -169,7 +169,7 @@ def to_html(blocks: Sequence[Block], folder: Path, title: str) -> str:
 # ----------------------------------------------------------------------------------------------- models and data
 def load_model(run: Run):
     """A run's trained model (`Run.model()`: evaluation mode, CPU) and its resolved config."""
-    from .config import load_config
+    from ..config import load_config
 
     return run.model(), load_config(run.config)
 
@@ -181,7 +181,7 @@ class DataCache:
         self._sets: dict[str, Any] = {}
 
     def test_split(self, cfg) -> tuple[torch.Tensor, torch.Tensor]:
-        from .data import load_data
+        from ..data import load_data
 
         key = json.dumps(cfg.data.__dict__, default=str, sort_keys=True)
         if key not in self._sets:
@@ -207,7 +207,7 @@ def predict(net, x: torch.Tensor) -> list[torch.Tensor]:
 
 
 def weight_values(net) -> np.ndarray:
-    from .model import weights_and_kernels
+    from ..nn.model import weights_and_kernels
 
     return torch.cat([w.detach().reshape(-1).double() for w in weights_and_kernels(net)]).numpy()
 

@@ -24,17 +24,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import __version__
-from . import console as fmt
-from .config import Config
-from .data import DataInfo, Dataset, data_info, load_data
-from .data.augment import make_augment
-from .errors import ConfigError, DivergedError, RunDirError
-from .model import Net, Row, build_model, init_weights, param_stats, relu_after_max, weights_and_kernels
-from .optim import lr_at, make_optimizer
-from .regularize import Regularizer
-from .resources import check_fits, free_cores, freed_memory_kept, keep_freed_memory
-from .rundir import METRICS, Run, RunWriter, create_run_dir, load_checkpoint, load_run, read_jsonl
+from ..config import Config
+from ..core import console as fmt
+from ..core.errors import ConfigError, DivergedError, RunDirError
+from ..core.resources import check_fits, free_cores, freed_memory_kept, keep_freed_memory
+from ..core.version import __version__
+from ..data import DataInfo, Dataset, data_info, load_data
+from ..data.augment import make_augment
+from ..nn.model import Net, Row, build_model, init_weights, param_stats, relu_after_max, weights_and_kernels
+from ..optim import lr_at, make_optimizer
+from ..regularize import Regularizer
+from ..rundir import METRICS, Run, RunWriter, create_run_dir, load_checkpoint, load_run, read_jsonl
 
 EVAL_BATCH = 512  # evaluation batch: large for speed, small enough for 96×96 images on a laptop
 GRAD_NORM_SAMPLES = 4  # gradient norms are measured on at most this many steps per epoch (kept cheap)
@@ -241,7 +241,7 @@ def train(
 ) -> Run:
     """Train the configured model, print the book's report, and write a run directory under `out`.
 
-    Ensemble members train side by side (regbench.group) unless `stack` is 1, at most `stack` at a time.
+    Ensemble members train side by side (regbench.training.group) unless `stack` is 1, at most `stack` at a time.
     Returns the finished run as read back from disk. Raises RegbenchError subclasses for bad input
     (before anything is written), DivergedError for a NaN/inf loss (the run is kept, status diverged),
     and lets KeyboardInterrupt through after marking the run interrupted. With `report_test=False` the run
@@ -268,7 +268,7 @@ class Fitted:
 class Member:
     """One run's bookkeeping: run directory, summary, log, best weights, early stopping and checkpoints.
 
-    A single run has one; K models trained side by side (regbench.group) have one each, so every member
+    A single run has one; K models trained side by side (regbench.training.group) have one each, so every member
     writes an ordinary run directory.
     """
 
@@ -767,7 +767,7 @@ def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", qui
     `epochs` (more than the run's), a run, completed or not, trains on to that many epochs, as if it had
     been started with them (config.yaml and the summary say so; the test report is made anew).
     """
-    from .config import load_config
+    from ..config import load_config
 
     path = Path(path)
     run = load_run(path)
@@ -869,7 +869,7 @@ def lines_for(probs: list[torch.Tensor], answers: torch.Tensor, info: DataInfo, 
 def save_param_hist(weights: list[torch.Tensor] | torch.nn.Module, file: Path) -> None:
     """The book's show_param_dist figure: 100-bin density histogram of weights and kernels (of a model, or
     given as tensors), mu and sigma on it."""
-    from .plots import param_hist
+    from ..analysis.plots import param_hist
 
     if isinstance(weights, torch.nn.Module):
         weights = weights_and_kernels(weights)

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import get_key as lookup
-from .errors import RegbenchError, RunDirError
-from .rundir import CONFIG, STEPS, SUMMARY, Run, load_run, read_jsonl
-from .stats import Stat, Verdict, verdict
+from ..config import get_key as lookup
+from ..core.errors import RegbenchError, RunDirError
+from ..core.stats import Stat, Verdict, verdict
+from ..rundir import CONFIG, STEPS, SUMMARY, Run, load_run, read_jsonl
 
 FORMATS = ("table", "csv", "markdown", "json")
 # keys that change what is printed, not what is trained: runs differing only in these (and `seed`) group
@@ -82,7 +82,7 @@ def first(v: Any) -> float | None:
 
 def model_summary(config: dict[str, Any]) -> str:
     """The layer list in the course reports' style: `conv(3,6)-max(2)-conv(3,12)-max(2)-conv(3,24)-avg(3)`."""
-    from .layers import describe_spec, parse_layers
+    from ..nn.layers import describe_spec, parse_layers
 
     layers = lookup(config, "model.layers")
     try:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import InitConfig, ModelConfig
-from .errors import ConfigError
+from ..config import InitConfig, ModelConfig
+from ..core.errors import ConfigError
+from ..stacked.layers import StackedConv2d, StackedLinear
 from .layers import BuildContext, Shape, build_one, describe_spec, flat_size, flatten_layer, linear_layer, parse_layers
-from .stacked import StackedConv2d, StackedLinear
 
 MAX_PARAMS = 2_000_000_000  # a model this large would not fit a student's machine; refuse before allocating
 
@@ -80,7 +80,7 @@ def build_model(
     """Build the layer list for `input_shape` (C, H, W) or (F,) with one output unit per class of each head.
 
     With `members` (K model configs that differ only in per-member values such as dropout keep_prob),
-    builds the K-member stacked model (regbench.stacked). Parameters keep torch's default values; call
+    builds the K-member stacked model (regbench.stacked.layers). Parameters keep torch's default values; call
     `init_weights` next. Raises ConfigError naming the layer (`model.layers[i]`) when one does not fit.
     """
     specs = parse_layers(cfg.layers)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .config import OptimizerConfig, RegularizerConfig
+from ..config import OptimizerConfig, RegularizerConfig
 
 STATE_KEYS = {  # torch.optim's state names per optimizer (besides "step")
     "sgd": [],

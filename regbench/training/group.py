@@ -3,7 +3,7 @@
 Runs whose configs differ only in per-member values (`seed`, `optimizer.lr`, `optimizer.weight_decay`,
 `regularizer.l2_decay` / `l1_decay`, dropout `keep_prob`, noise `std`, `name`) and in what is only printed
 (`train.report`, `train.show`, `train.show_params`) share an architecture, data and schedule, so K of them
-train as one stacked model (regbench.stacked): one grouped convolution or batched matrix product per layer
+train as one stacked model (regbench.stacked.layers): one grouped convolution or batched matrix product per layer
 instead of K small ones. Each member keeps its own initial values, batch order, dropout/noise draws,
 optimizer state and hyperparameters, and writes its own ordinary run directory; a member whose loss becomes
 NaN/inf is frozen and marked diverged while the others go on.
@@ -21,16 +21,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import console as fmt
-from .config import Config
-from .data.augment import make_augment
-from .errors import DivergedError
-from .model import Net, build_model, init_weights, param_stats, relu_after_max, weights_and_kernels
-from .optim import lr_at, make_optimizer
-from .resources import memory_bytes
-from .rundir import Run, create_run_dir, load_run
-from .stacked import from_members, load_member_state, member_state
-from .stacked_optim import StackedOptimizer, StackedRegularizer
+from ..config import Config
+from ..core import console as fmt
+from ..core.errors import DivergedError
+from ..core.resources import memory_bytes
+from ..data.augment import make_augment
+from ..nn.model import Net, build_model, init_weights, param_stats, relu_after_max, weights_and_kernels
+from ..optim import lr_at, make_optimizer
+from ..rundir import Run, create_run_dir, load_run
+from ..stacked.layers import from_members, load_member_state, member_state
+from ..stacked.optim import StackedOptimizer, StackedRegularizer
 from .trainer import (
     EVAL_BATCH,
     GRAD_NORM_SAMPLES,
@@ -462,7 +462,7 @@ def fit_stacked(
 
 
 def stopped_status(e: Exception) -> str:
-    from .runner import Pruned
+    from ..runner import Pruned
 
     return "pruned" if isinstance(e, Pruned) else "failed"
 
