@@ -148,7 +148,7 @@ def run_tutorial(cfg: regbench.Config, x: torch.Tensor, y: torch.Tensor, device:
 
 def stack16(device: str, quick: bool, out: str) -> tuple[float, float]:
     """Model-samples per second: 16 seeds of the digits CNN stacked vs one after another."""
-    from regbench.training.group import train_group
+    from regbench.training.execute import train_group
 
     epochs = 1 if quick else 2
     cfgs = [config("digits_cnn_b10", device, epochs) for _ in range(16)]
@@ -169,7 +169,7 @@ def search100(device: str, quick: bool, out: str) -> tuple[float, float]:
     """Wall seconds of the homework's 100-trial search: stacked vs trial by trial."""
     import random
 
-    from regbench.training.group import train_group
+    from regbench.training.execute import train_group
 
     trials = 20 if quick else 100
     rng = random.Random(0)

@@ -19,7 +19,7 @@ from .api import compare, resume, train  # noqa: E402
 from .config import Config, load_config  # noqa: E402
 from .core.errors import ConfigError, DataError, DivergedError, RegbenchError, RunDirError  # noqa: E402
 from .rundir import Run, load_run  # noqa: E402
-from .training.seeds import train_seeds  # noqa: E402
+from .training.execute import train_seeds  # noqa: E402
 
 __all__ = [
     "Comparison",

@@ -19,8 +19,7 @@ from .analysis.compare import compare as compare_runs
 from .config import Config, load_config
 from .core.errors import ConfigError, RegbenchError, with_source
 from .rundir import Run, load_run
-from .training import seeds as seed_groups
-from .training import trainer
+from .training import execute
 
 ConfigLike = Config | str | Path | dict[str, Any]
 LANGS = ("ko", "en")
@@ -86,7 +85,7 @@ def train(
         quiet: print nothing.
         lang: `ko` (the book's sample lines) or `en`.
         overrides: dotted keys applied on top of `config`, as `regbench train --set` does.
-        stack: seed groups and ensemble members train side by side as one stacked model (regbench.training.group),
+        stack: seed groups and ensemble members train side by side as one stacked model (regbench.training.execute),
             at most `stack` at a time (None: as many as fit in a quarter of memory); 1 trains them one
             after another.
 
@@ -97,8 +96,8 @@ def train(
     check_lang(lang)
     try:
         if seeds is None:
-            return trainer.train(cfg, out, lang=lang, quiet=quiet, stack=stack)
-        return seed_groups.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack)
+            return execute.train(cfg, out, lang=lang, quiet=quiet, stack=stack)
+        return execute.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack)
     except RegbenchError as e:  # name the file in errors found while training (missing data files…)
         if isinstance(config, (str, Path)):
             raise with_source(e, config) from None
@@ -108,7 +107,7 @@ def train(
 def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", quiet: bool = False) -> Run:
     """Continue an unfinished run (killed or interrupted) from its last checkpoint; a diverged run is refused.
     With `epochs`, train a run (completed too) on to that many epochs."""
-    return trainer.resume(path, epochs=epochs, lang=check_lang(lang), quiet=quiet)
+    return execute.resume(path, epochs=epochs, lang=check_lang(lang), quiet=quiet)
 
 
 def compare(

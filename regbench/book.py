@@ -43,7 +43,7 @@ from .core.errors import ConfigError, DataError, RegbenchError
 from .data import DataInfo, load_data
 from .nn.model import build_model, param_stats
 from .rundir import Run, append_log
-from .training import trainer
+from .training import execute, infer, member
 
 __all__ = [
     "AdamModel",
@@ -362,7 +362,7 @@ class MlpModel:
         cfg = self.config(epoch_count, batch_size, learning_rate, report)
         self.learning_rate = learning_rate
         self.run = None
-        self.run = trainer.train(cfg, SETTINGS.out, lang=SETTINGS.lang, report_test=False)
+        self.run = execute.train(cfg, SETTINGS.out, lang=SETTINGS.lang, report_test=False)
 
     def test(self) -> None:
         """Print `Model … test report: accuracy = …, (… secs)` (and the book's blank line)."""
@@ -380,14 +380,14 @@ class MlpModel:
         x, y = self.dataset.test_x, self.dataset.test_y
         if len(x) == 0 or num <= 0:
             return
-        pick = trainer.pick_samples(len(x), cfg.seed, num)
+        pick = infer.pick_samples(len(x), cfg.seed, num)
         xs, ys = x[pick], y[pick]
         net = run.model()
         if self.show_maps:
             self.draw_maps(net, cfg, xs)
         if in_notebook() and xs.dim() == 4:  # the book's draw_images_horz
             show_png(images_horz([img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0) for img in xs.numpy()]))
-        self.say(run, trainer.sample_lines(net, xs, ys, self.dataset.info, SETTINGS.lang))
+        self.say(run, infer.sample_lines(net, xs, ys, self.dataset.info, SETTINGS.lang))
 
     def show_param_dist(self) -> None:
         """The book's CnnRegModel.show_param_dist: the weights' histogram (inline in Jupyter; saved as the run's
@@ -395,7 +395,7 @@ class MlpModel:
         run = self.finished()
         net = run.model()
         file = run.path / "params_hist.png"
-        trainer.save_param_hist(net, file)
+        member.save_param_hist(net, file)
         show_png(file.read_bytes())
         stats = param_stats(net)
         self.say(run, [fmt.near_zero_line(int(stats["near_zero"]), int(stats["weights"]))])

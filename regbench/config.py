@@ -405,7 +405,7 @@ def check_shapes(cfg: Config) -> None:
     (a pool stride that does not divide its input, a conv after a flat layer, an absurd width) is a
     config error before any work. Skipped when the data set's shape needs files that are not there."""
     from .core.errors import DataError
-    from .training.trainer import check_config
+    from .resolve import check_config
 
     try:
         check_config(cfg)

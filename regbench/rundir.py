@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +19,7 @@ import torch
 import yaml
 
 from .core.errors import RunDirError
+from .core.files import append_lines, atomic_write, pid_alive
 
 CONFIG, METRICS, SUMMARY, MODEL, LOG = "config.yaml", "metrics.jsonl", "summary.json", "model.pt", "log.txt"
 STEPS, CHECKPOINT = "steps.jsonl", "checkpoint.pt"
@@ -41,36 +41,6 @@ def config_yaml(config: dict[str, Any]) -> str:
     if isinstance(model.get("layers"), list):
         model["layers"] = [_Flow(e) if isinstance(e, list) else e for e in model["layers"]]
     return yaml.dump({**config, "model": model}, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=120)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file and rename; `path` is either old or new, never partial.
-
-    The temporary name holds the process id, so concurrent processes never share one (one process writes
-    a given run directory); a plain open is 4× cheaper than mkstemp + chmod on every epoch.
-    """
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise RunDirError(f"{path}: cannot write ({e.strerror or e})") from None
-        raise
-
-
-def append_lines(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Append JSON lines in one write (readers skip a line that is not whole, as after a crash mid-write)."""
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write("".join(json.dumps(r) + "\n" for r in rows))
-    except OSError as e:
-        raise RunDirError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def create_run_dir(out: str | Path, name: str, stamp: float | None = None) -> Path:
@@ -229,7 +199,7 @@ class Run:
         if (
             status == "running"
             and self.summary.get("host") == socket.gethostname()
-            and not alive(self.summary.get("pid"))
+            and pid_alive(self.summary.get("pid")) is False
         ):
             return "stopped"
         return status
@@ -299,7 +269,7 @@ class Run:
             t = apply_recorded(t, stats)
         net = self.model(weights)
         if len(t):
-            from .training.trainer import probabilities
+            from .training.infer import probabilities
 
             probs = probabilities(net, t.float())
         else:
@@ -354,19 +324,6 @@ def append_log(path: Path, lines: list[str]) -> None:
     """Add printed lines to a finished run's log.txt (the book's test/visualize calls after train)."""
     old = (path / LOG).read_text(encoding="utf-8") if (path / LOG).is_file() else ""
     atomic_write(path / LOG, (old + "".join(line + "\n" for line in lines)).encode())
-
-
-def alive(pid: Any) -> bool:
-    """Whether a process with this id exists on this machine (unknown → assume it does)."""
-    if not isinstance(pid, int) or pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ KeyboardInterrupt is raised to the caller. A second Ctrl-C stops at once (worker
 runs continue from the last epoch's checkpoint next time).
 
 Stacking: with `stack` > 1, up to that many waiting tasks are taken at once and those whose configs
-can train side by side (regbench.training.group: same architecture, data and schedule; different seed, lr,
+can train side by side (regbench.training.execute: same architecture, data and schedule; different seed, lr,
 weight decay, L2/L1, dropout keep_prob or noise std) go to one worker as a group, trained as one stacked
 model; the rest run one by one. Each run still gets its own result and run directory.
 """
@@ -31,14 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core.errors import DivergedError, RegbenchError
+from .core.errors import DivergedError, Pruned, RegbenchError
 
 FINISHED = ("completed", "diverged", "pruned")  # a run directory in one of these is never trained again
 POLL_S = 0.5  # how often the parent looks for results, dead workers and new tasks
-
-
-class Pruned(RegbenchError):
-    """Raised by a task's `on_epoch` callback to stop a run that is not worth finishing (status `pruned`)."""
 
 
 @dataclass
@@ -99,7 +95,7 @@ def execute_run(task: RunTask) -> RunResult:
     from .config import load_config
     from .core import console as fmt
     from .rundir import load_checkpoint, load_run
-    from .training import trainer
+    from .training import execute, fit, plan
 
     t0 = time.perf_counter()
     path = Path(task.path)
@@ -114,14 +110,14 @@ def execute_run(task: RunTask) -> RunResult:
     status, error = "completed", None
     try:
         cfg = load_config(task.config)
-        setup = trainer.prepare(cfg)
+        setup = plan.prepare(cfg)
         path.mkdir(parents=True, exist_ok=True)
         ckpt = load_checkpoint(path) if prior is not None else None
         say = fmt.Printer(quiet=True)  # the report still goes to the run's log.txt
         if cfg.train.ensemble > 1:
-            trainer.train_ensemble(cfg, setup, path, say, "ko")
+            execute.train_ensemble(cfg, setup, path, say, "ko")
         else:
-            trainer.fit(cfg, setup, path, say, "ko", ckpt, on_epoch=task.on_epoch)
+            fit.fit(cfg, setup, path, say, "ko", ckpt, on_epoch=task.on_epoch)
     except KeyboardInterrupt:
         status = "interrupted"
     except Pruned as e:
@@ -144,13 +140,13 @@ def execute(unit: Unit) -> list[RunResult]:
 
 
 def execute_group(tasks: list[RunTask]) -> list[RunResult]:
-    """Train fresh runs of `tasks` side by side (regbench.training.group); finished ones are read back and
+    """Train fresh runs of `tasks` side by side (regbench.training.execute); finished ones are read back and
     unfinished ones continue alone from their checkpoints, as `execute_run` does."""
     from .config import load_config
     from .core import console as fmt
     from .rundir import load_run
-    from .training import trainer
-    from .training.group import fit_members
+    from .training import plan
+    from .training.execute import fit_members
 
     fresh = [t for t in tasks if not (Path(t.path) / "summary.json").is_file()]
     results = {t.key: execute_run(t) for t in tasks if t not in fresh}
@@ -159,7 +155,7 @@ def execute_group(tasks: list[RunTask]) -> list[RunResult]:
         status, error = None, None
         try:
             cfgs = [load_config(t.config) for t in fresh]
-            setup = trainer.prepare(cfgs[0])
+            setup = plan.prepare(cfgs[0])
             for t in fresh:
                 Path(t.path).mkdir(parents=True, exist_ok=True)
             paths = [Path(t.path) for t in fresh]
@@ -182,7 +178,7 @@ def execute_group(tasks: list[RunTask]) -> list[RunResult]:
 def stack_units(tasks: Iterator[RunTask | None], stack: int) -> Iterator[Unit | None]:
     """Take up to `stack` waiting tasks at a time and group those that can train side by side."""
     from .config import load_config
-    from .training.group import stack_key
+    from .training.execute import stack_key
 
     while True:
         batch: list[RunTask] = []

@@ -86,7 +86,7 @@ def test_seeds_train_a_group_that_compare_shows_as_one_row(tmp_path, capsys):
 
 
 def test_cli_seeds_go_through_train_seeds(tmp_path, monkeypatch):
-    from regbench.training import seeds
+    from regbench.training import execute as seeds
 
     cfg = write(tmp_path / "c.yaml", TINY_YAML)
     res = runner.invoke(app, ["train", str(cfg), "--seeds", "2", "--out", str(tmp_path / "r"), "-q"])

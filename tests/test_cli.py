@@ -48,7 +48,7 @@ def test_train_writes_a_run_and_applies_overrides(tmp_path):
 
 
 def test_train_calls_the_library_with_the_resolved_config(tmp_path, monkeypatch):
-    from regbench.training import trainer
+    from regbench.training import execute as trainer
 
     seen = {}
 

@@ -8,7 +8,7 @@ from conftest import write
 import regbench
 from regbench.config import load_config
 from regbench.core.errors import ConfigError
-from regbench.training.trainer import check_config
+from regbench.resolve import check_config
 
 
 def error(source, overrides=None) -> str:

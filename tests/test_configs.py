@@ -10,7 +10,7 @@ from regbench.config import load_config
 from regbench.core.schema import load_yaml
 from regbench.experiments.suite import load_suites
 from regbench.experiments.sweep import load_sweep
-from regbench.training.trainer import check_config
+from regbench.resolve import check_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 FILES = sorted(CONFIGS.rglob("*.yaml"))

@@ -17,7 +17,7 @@ from torch import nn
 import regbench
 from regbench.config import FAST_PATH
 from regbench.nn.model import build_model, init_weights, relu_after_max
-from regbench.training.group import train_group
+from regbench.training.execute import train_group
 
 # the book's flowers CNN: conv(3,6)-max(2)-conv(3,12)-max(2)-conv(3,24)-avg(3)
 FLOWERS_YAML = Path(__file__).parent.parent / "configs" / "ch8" / "flowers_cnn.yaml"

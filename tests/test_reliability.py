@@ -26,7 +26,10 @@ from regbench.config import load_config
 from regbench.core.errors import ConfigError, DivergedError, RunDirError
 from regbench.nn.layers import LAYERS
 from regbench.rundir import load_checkpoint, load_run
-from regbench.training import trainer
+from regbench.training import execute as trainer
+from regbench.training import fit as fitmod
+from regbench.training import infer as infermod
+from regbench.training import member as membermod
 
 runner = CliRunner()
 
@@ -107,7 +110,7 @@ def interrupt_at(monkeypatch, module, name: str, n: int):
 def test_ctrl_c_then_resume_in_process(runs, monkeypatch):
     cfg = tiny(train__epochs=3, model__layers=[["conv", {"ksize": 3, "chn": 4}], ["dropout", {"keep_prob": 0.5}], 8])
     whole = regbench.train(cfg, runs / "a", quiet=True)
-    undo = interrupt_at(monkeypatch, trainer, "head_loss", 17)  # epoch 2 of 12-step epochs
+    undo = interrupt_at(monkeypatch, fitmod, "head_loss", 17)  # epoch 2 of 12-step epochs
     with pytest.raises(KeyboardInterrupt):
         regbench.train(cfg, runs / "b", quiet=True)
     undo()
@@ -120,7 +123,7 @@ def test_ctrl_c_then_resume_in_process(runs, monkeypatch):
 def test_resume_of_an_ensemble_keeps_finished_members(runs, monkeypatch):
     cfg = tiny(train__ensemble=3)
     whole = regbench.train(cfg, runs / "a", quiet=True, stack=1)  # one member after another
-    undo = interrupt_at(monkeypatch, trainer, "head_loss", 24 + 30)  # in the third member's first epoch
+    undo = interrupt_at(monkeypatch, fitmod, "head_loss", 24 + 30)  # in the third member's first epoch
     with pytest.raises(KeyboardInterrupt):
         regbench.train(cfg, runs / "b", quiet=True, stack=1)
     undo()
@@ -132,11 +135,10 @@ def test_resume_of_an_ensemble_keeps_finished_members(runs, monkeypatch):
 
 
 def test_resume_of_a_stacked_ensemble_continues_every_member(runs, monkeypatch):
-    from regbench.training import group
 
     cfg = tiny(train__ensemble=3, train__epochs=3)
     whole = regbench.train(cfg, runs / "a", quiet=True)
-    undo = interrupt_at(monkeypatch, group, "member_losses", 15)  # epoch 2 of the stacked members
+    undo = interrupt_at(monkeypatch, fitmod, "member_losses", 15)  # epoch 2 of the stacked members
     with pytest.raises(KeyboardInterrupt):
         regbench.train(cfg, runs / "b", quiet=True)
     undo()
@@ -209,14 +211,15 @@ def test_divergence_exits_3_with_one_line_naming_epoch_and_step(tmp_path):
 
 
 def test_divergence_keeps_the_last_good_checkpoint(runs, monkeypatch):
-    calls, real = {"n": 0}, trainer.head_loss
+    calls, real = {"n": 0}, fitmod.head_loss
 
     def nan_later(*a, **k):
         calls["n"] += 1
         loss = real(*a, **k)
         return loss * float("nan") if calls["n"] == 26 else loss  # 9 train + 1 val call per epoch: epoch 3, step 6
 
-    monkeypatch.setattr(trainer, "head_loss", nan_later)
+    monkeypatch.setattr(fitmod, "head_loss", nan_later)
+    monkeypatch.setattr(infermod, "head_loss", nan_later)
     with pytest.raises(
         DivergedError, match=r"epoch 3, step 6 of 9 \(step 24 of the run\); .* its checkpoint of epoch 2 is kept"
     ):
@@ -464,7 +467,7 @@ def test_an_unwritable_runs_folder_is_one_line(tmp_path):
 
 
 def test_a_full_disk_mid_run_is_one_line_and_keeps_written_files_valid(runs, monkeypatch):
-    import regbench.rundir as rundir
+    import regbench.core.files as rundir
 
     calls, real = {"n": 0}, os.replace
 
@@ -489,9 +492,9 @@ def test_a_full_disk_mid_run_is_one_line_and_keeps_written_files_valid(runs, mon
 def test_checkpoint_cadence(runs, monkeypatch):
     """After every epoch with checkpoint_every: 0; by default at most every 0.5 s, and always after the last."""
     calls = []
-    real = trainer.Member.checkpoint
+    real = membermod.Member.checkpoint
     monkeypatch.setattr(
-        trainer.Member, "checkpoint", lambda self, epoch, *a: calls.append(epoch) or real(self, epoch, *a)
+        membermod.Member, "checkpoint", lambda self, epoch, *a: calls.append(epoch) or real(self, epoch, *a)
     )
     every = regbench.train(tiny(train__epochs=5, train__checkpoint_every=0), runs, quiet=True)
     assert calls == [1, 2, 3, 4, 5] and load_checkpoint(every.path)["epoch"] == 5

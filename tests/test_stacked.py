@@ -13,7 +13,7 @@ from regbench.core.errors import DivergedError
 from regbench.nn.model import build_model, init_weights
 from regbench.optim import OPTIMIZERS, make_optimizer
 from regbench.stacked.optim import StackedOptimizer
-from regbench.training.group import can_stack, stack_key, train_group
+from regbench.training.execute import can_stack, stack_key, train_group
 
 RTOL = 2e-4  # stacked kernels (grouped convolutions, batched products) sum in another order than solo ones
 

@@ -544,7 +544,7 @@ def test_run_trials_turns_every_bad_run_into_a_result(tmp_path):
 
 def test_trials_that_share_an_architecture_train_side_by_side(tmp_path, monkeypatch):
     """The default sweep stacks compatible trials (here all six) and gets what one run at a time gets."""
-    from regbench.training import group
+    from regbench.training import execute as group
 
     stacked_calls = []
     real = group.fit_stacked
@@ -565,7 +565,7 @@ def test_trials_that_share_an_architecture_train_side_by_side(tmp_path, monkeypa
 def test_a_sweep_over_a_layer_parameter_stacks_and_shows_it_in_the_table(tmp_path, monkeypatch):
     """`model.layers[1].keep_prob` varies the dropout of the layer list; the trials stack (keep_prob is a
     per-member value) and the ranking table has the key as a column."""
-    from regbench.training import group
+    from regbench.training import execute as group
 
     stacked_calls = []
     real = group.fit_stacked

@@ -17,7 +17,8 @@ from regbench.nn.layers import BatchNormal
 from regbench.nn.model import build_model, init_tensor, init_weights
 from regbench.optim import OPTIMIZERS, lr_at, make_optimizer
 from regbench.rundir import load_run
-from regbench.training.trainer import evaluate, prepare
+from regbench.training.infer import evaluate
+from regbench.training.plan import prepare
 
 
 def build(layers, shape=(3, 8, 8), heads=(5,), **model):
@@ -253,7 +254,7 @@ def test_gradient_clipping_bounds_each_step(runs):
     cfg = tiny(train__epochs=1, optimizer__name="sgd", optimizer__lr=0.5, train__clip_grad_norm=1e-4)
     run = regbench.train(cfg, runs, quiet=True)
     net, _ = build_model(cfg.model, (1, 8, 8), [3])
-    from regbench.training.trainer import derive_seed
+    from regbench.training.plan import derive_seed
 
     init_weights(net, cfg.model.init, derive_seed(cfg.seed, "init"))
     start = torch.cat([p.detach().flatten() for p in net.state_dict().values()])

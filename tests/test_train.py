@@ -147,7 +147,7 @@ def test_divergence_stops_with_status_diverged(runs):
 
 
 def test_interrupt_marks_the_run_and_keeps_valid_files(runs, monkeypatch):
-    from regbench.training import trainer
+    from regbench.training import fit as trainer
 
     calls = {"n": 0}
     real = trainer.head_loss
@@ -168,7 +168,7 @@ def test_interrupt_marks_the_run_and_keeps_valid_files(runs, monkeypatch):
 
 
 def test_a_failure_after_start_is_recorded(runs, monkeypatch):
-    from regbench.training import trainer
+    from regbench.training import fit as trainer
 
     monkeypatch.setattr(trainer, "evaluate", lambda *a: (_ for _ in ()).throw(RuntimeError("disk on fire")))
     with pytest.raises(RuntimeError):
@@ -233,7 +233,7 @@ def test_bf16_autocast_trains(runs):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_stacked_and_bf16(runs):
-    from regbench.training.group import train_group
+    from regbench.training.execute import train_group
 
     cfgs = [tiny(train__device="cuda", train__amp="bf16", seed=s) for s in (1, 2)]
     assert [r.status for r in train_group(cfgs, runs, quiet=True)] == ["completed", "completed"]

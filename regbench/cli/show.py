@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..config import load_config
-from ..training.trainer import check_config
+from ..resolve import check_config
 from .common import SetOption, guarded
 
 app = typer.Typer()

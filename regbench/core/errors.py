@@ -51,3 +51,8 @@ def with_source(e: RegbenchError, source: object) -> RegbenchError:
     new.__dict__.update(e.__dict__)
     new.args = (f"{source}: {e}",)
     return new
+
+
+class Pruned(RegbenchError):
+    """Raised by a run's `on_epoch` callback (a sweep's pruner) to stop a run not worth finishing (status
+    `pruned`)."""

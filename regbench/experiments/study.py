@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import RegbenchError
+from ..core.files import file_lock, pid_alive
 
 if TYPE_CHECKING:
     import optuna
@@ -98,7 +99,7 @@ def open_storage(url: str, heartbeat: bool = False):
     last: Exception | None = None
     for attempt in range(5):  # two processes creating the same database's tables at once can collide
         try:
-            with _file_lock(db.with_name(db.name + ".lock") if db else None):
+            with file_lock(db.with_name(db.name + ".lock") if db else None):
                 if db:
                     db.parent.mkdir(parents=True, exist_ok=True)
                 storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
@@ -123,22 +124,6 @@ def open_storage(url: str, heartbeat: bool = False):
         engine.dispose()  # pooled connections made before the listeners are dropped
     _STORAGES[(url, heartbeat)] = storage
     return storage
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path | None):
-    if path is None:
-        yield
-        return
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------------------------- parameters
@@ -367,7 +352,7 @@ class SweepStudy:
             if owner.get("pid") == os.getpid() and owner.get("host") == HOST:
                 continue
             if owner:
-                dead = owner.get("host") == HOST and not pid_alive(int(owner.get("pid", 0)))
+                dead = owner.get("host") == HOST and pid_alive(owner.get("pid")) is False
             else:  # taken, then its process died before it could sign it
                 dead = ft.datetime_start is not None and (now - ft.datetime_start).total_seconds() > GRACE_S
             if not dead:
@@ -398,18 +383,6 @@ def requeue(study: optuna.Study, frozen: Any) -> None:
         return
     params = {**frozen.system_attrs.get("fixed_params", {}), **frozen.params}
     study.enqueue_trial(params, user_attrs={SLOT: frozen.user_attrs[SLOT], "regbench_retry_of": frozen.number})
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def make_pruner(prune: Any):

@@ -6,7 +6,7 @@ overrides for every config; a group may instead list other `groups`, which run i
 table. A file of its own with a `configs:` list is a group too.
 
 `run_suite` trains every config of a group — once per seed with `seeds` — into one folder: runs whose
-configs can stack (regbench.training.group: they differ only in seed, lr, weight decay, L2/L1, dropout keep_prob,
+configs can stack (regbench.training.execute: they differ only in seed, lr, weight decay, L2/L1, dropout keep_prob,
 noise std or what they print) train side by side as one stacked model, the others one by one. It returns
 the runs and the group's compare table (seed groups as mean ± std).
 
@@ -267,8 +267,7 @@ def plan_suite(
     """Load and check every config of `suite` (its `set`, then `overrides`), and its data files unless
     `smoke` (or `check_data=False`: `Plan.absent` names them); expand the seeds; group the runs into passes.
     Raises ConfigError or DataError (one line) before anything is written."""
-    from ..training.group import stack_key
-    from ..training.seeds import seed_list
+    from ..training.execute import seed_list, stack_key
     from .sweep import check_files
 
     if suite.composite:
@@ -354,8 +353,7 @@ def run_suite(
     where the runs stack (unless `stack` is 1), one by one otherwise. A run that diverges or fails is
     recorded and the others go on. Ends with the compare table of this call's runs (the group's baseline,
     seed groups as mean ± std)."""
-    from ..training import trainer
-    from ..training.group import can_stack, train_group
+    from ..training import execute
 
     say = say or (lambda _line: None)
     suite = plan.suite
@@ -366,7 +364,7 @@ def run_suite(
     diverged_only = True
     t0 = time.perf_counter()
     for i, cfgs in enumerate(plan.passes, 1):
-        together = stack != 1 and can_stack(cfgs)
+        together = stack != 1 and execute.can_stack(cfgs)
         if not quiet:
             say(pass_line(suite, i, len(plan.passes), cfgs, together))
         before = set(folder.iterdir())
@@ -374,9 +372,9 @@ def run_suite(
         for batch in batches:
             try:
                 if len(batch) > 1:
-                    train_group(batch, folder, lang=lang, quiet=quiet, stack=stack)
+                    execute.train_group(batch, folder, lang=lang, quiet=quiet, stack=stack)
                 else:
-                    trainer.train(batch[0], folder, lang=lang, quiet=quiet, stack=stack)
+                    execute.train(batch[0], folder, lang=lang, quiet=quiet, stack=stack)
             except DivergedError as e:
                 problems.append(str(e))
             except RegbenchError as e:

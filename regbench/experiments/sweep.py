@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from ..config import KEY_RE, NAME_RE, Config, load_config, override_at
 from ..core.errors import ConfigError, RegbenchError
+from ..core.files import atomic_write, file_lock
 from ..core.schema import describe, parse, read_yaml_file, require, to_plain
 from ..runner import RunResult, RunTask, run_trials
 
@@ -237,7 +238,7 @@ class Sweep:
     def validate(self) -> None:
         """Every fixed point's config (and, for TPE, each range's ends and each choice) loads, the device
         exists and the data set's files are there; one line if not, before any work."""
-        from ..training.trainer import resolve_device
+        from ..training.plan import resolve_device
 
         if not any(k == "train.device" for k in self.params):
             try:
@@ -661,11 +662,9 @@ class SweepReport:
 
 def write_index(report: SweepReport, locked: bool = False) -> None:
     """`sweep.json`, written whole and renamed (several processes may share the folder: a lock orders them)."""
-    from ..rundir import atomic_write
-    from .study import _file_lock
 
     data = json.dumps(_finite(report.to_index()), indent=1, ensure_ascii=False) + "\n"
-    with contextlib.nullcontext() if locked else _file_lock(report.path / LOCK):
+    with contextlib.nullcontext() if locked else file_lock(report.path / LOCK):
         atomic_write(report.path / INDEX, data.encode())
 
 
@@ -699,20 +698,18 @@ def default_storage(sweep_dir: Path) -> str:
 
 def prepare_dir(sweep: Sweep, sweep_dir: Path, storage: str | None) -> None:
     """Make the sweep folder, or check that an existing one is this sweep's (same file, same storage)."""
-    from .study import _file_lock
 
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise SweepError(f"{sweep_dir}: cannot create the sweep directory ({e.strerror or e})") from None
-    with _file_lock(sweep_dir / LOCK):  # two processes starting the same sweep folder at once
+    with file_lock(sweep_dir / LOCK):  # two processes starting the same sweep folder at once
         _prepare_dir(sweep, sweep_dir, storage)
 
 
 def _prepare_dir(sweep: Sweep, sweep_dir: Path, storage: str | None) -> None:
     import yaml
 
-    from ..rundir import atomic_write
     from .study import masked
 
     if (sweep_dir / INDEX).is_file():

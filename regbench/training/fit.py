@@ -1,242 +1,248 @@
-"""Groups of runs trained side by side: seed groups, sweep trials and ensemble members in one stacked pass.
-
-Runs whose configs differ only in per-member values (`seed`, `optimizer.lr`, `optimizer.weight_decay`,
-`regularizer.l2_decay` / `l1_decay`, dropout `keep_prob`, noise `std`, `name`) and in what is only printed
-(`train.report`, `train.show`, `train.show_params`) share an architecture, data and schedule, so K of them
-train as one stacked model (regbench.stacked.layers): one grouped convolution or batched matrix product per layer
-instead of K small ones. Each member keeps its own initial values, batch order, dropout/noise draws,
-optimizer state and hyperparameters, and writes its own ordinary run directory; a member whose loss becomes
-NaN/inf is frozen and marked diverged while the others go on.
-"""
+"""The training loops: one model (`fit`) and K models side by side (`fit_stacked`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..config import Config
 from ..core import console as fmt
-from ..core.errors import DivergedError
-from ..core.resources import memory_bytes
+from ..core.errors import DivergedError, Pruned
 from ..data.augment import make_augment
 from ..nn.model import Net, build_model, init_weights, param_stats, relu_after_max, weights_and_kernels
 from ..optim import lr_at, make_optimizer
-from ..rundir import Run, create_run_dir, load_run
-from ..stacked.layers import from_members, load_member_state, member_state
+from ..regularize import Regularizer
+from ..stacked.layers import load_member_state, member_state
 from ..stacked.optim import StackedOptimizer, StackedRegularizer
-from .trainer import (
-    EVAL_BATCH,
-    GRAD_NORM_SAMPLES,
-    Batches,
-    Fitted,
-    Member,
-    Progress,
-    Setup,
-    derive_seed,
-    make_gens,
-    prepare,
-    rng_states,
+from .infer import (
+    evaluate,
+    evaluate_members,
+    head_loss,
+    head_predictions,
+    member_losses,
+    member_predictions,
+    member_probabilities,
+    probabilities,
+    stack_input,
 )
+from .member import Member
+from .plan import GRAD_NORM_SAMPLES, Setup, derive_seed, make_gens, match_layouts, rng_states, set_rng_states
+
+
+@dataclass
+class Fitted:
+    net: Net
+    summary: dict[str, Any]
+    test_probs: list[torch.Tensor] | None  # per head, (N_test, classes)
+
+
+def fit(
+    cfg: Config,
+    setup: Setup,
+    path: Path,
+    say: fmt.Printer,
+    lang: str,
+    ckpt: dict | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    report_test: bool = True,
+) -> Fitted:
+    """Train one model into the run directory `path`: the book's loop, report and files.
+
+    A checkpoint (`checkpoint.pt`: model, optimizer, RNG states, metrics so far) is written after every
+    epoch; with `ckpt` (one read back by `resume`) training continues after its epoch and ends exactly as
+    an uninterrupted run would on the CPU. `on_epoch(row)` (a sweep's pruner) is called with each epoch's
+    metrics row once its checkpoint is written; an exception it raises stops the run (status failed).
+    """
+    # -------------------------------------------------------------------------------- model and optimizer
+    device, info = setup.device, setup.info
+    train_set, val_set, test_set = setup.splits["train"], setup.splits["val"], setup.splits["test"]
+    torch.manual_seed(derive_seed(cfg.seed, "global"))  # anything outside our own generators
+    net, _ = build_model(cfg.model, info.input_shape, info.head_sizes)
+    init_weights(net, cfg.model.init, derive_seed(cfg.seed, "init"))
+    if cfg.train.relu_after_max:
+        relu_after_max(net)
+    net.to(device, memory_format=torch.channels_last) if setup.channels_last else net.to(device)
+    gens = make_gens(cfg.seed, device)
+    net.set_generator(gens["layers"])
+    augment = make_augment(cfg.data.augment, info.input_shape)  # None without data.augment
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = make_optimizer(params, cfg.optimizer, device, fused=cfg.train.fused)
+    reg = Regularizer(cfg.regularizer, weights_and_kernels(net))
+    tc = cfg.train
+    bs = min(tc.batch_size, train_set.n)
+    steps = train_set.n // bs if tc.drop_last else math.ceil(train_set.n / bs)
+    total_steps = tc.iterations or steps * tc.epochs
+    epochs = math.ceil(total_steps / steps)
+    member = Member(cfg, setup, path, say, epochs, ckpt)
+    member.summary.setdefault("lang", lang)  # a resumed run goes on printing in its own language
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        match_layouts(opt)
+        set_rng_states(ckpt["rng"], gens)
+
+    test_probs = None
+    try:
+        if tc.report > 0 and ckpt is None:
+            say(fmt.train_started(cfg.name))
+        with Progress(say.quiet, steps) as progress:
+            for epoch in range(member.first_epoch, epochs + 1):
+                # ---- train one epoch: losses, correct counts and gradient norms stay on the device
+                net.train()
+                progress.start(epoch)
+                t_epoch = time.perf_counter()
+                start = (epoch - 1) * steps
+                n_steps = min(steps, total_steps - start)
+                losses, correct, norms, n_norms = run_epoch(
+                    cfg, net, opt, reg, params, train_set, gens, augment, start, n_steps, steps, total_steps, progress
+                )
+                # ---- once per epoch: read the sums (the only host sync of the epoch), evaluate, log
+                cost = losses.sum().item() / n_steps
+                t_steps = time.perf_counter()
+                if not math.isfinite(cost):
+                    raise DivergedError(member.diverged_message(epoch, start, losses))
+                seen = n_steps * bs if tc.drop_last or n_steps < steps else train_set.n
+                stats = {"cost": cost, "train_acc": (correct.double() / seen).tolist(), "t_epoch": t_epoch}
+                stats["val_loss"], stats["val_acc"] = evaluate(net, val_set)
+                if tc.eval_train:
+                    stats["train_eval_loss"], stats["train_eval_acc"] = evaluate(net, train_set)
+                t_eval = time.perf_counter()
+                stats["grad_norm"], stats["grad_norm_first"] = (norms / n_norms).tolist()
+                stats.update(lr=opt.param_groups[0]["lr"], steps_s=t_steps - t_epoch, eval_s=t_eval - t_steps)
+                state = lambda: {k: v.detach().clone() for k, v in net.state_dict().items()}  # noqa: E731
+                stop = member.end_epoch(epoch, start, losses, stats, state)
+                # ---- checkpoint: everything needed to continue after this epoch
+                if member.checkpoint_due(stop or epoch == epochs):
+                    member.checkpoint(epoch, net.state_dict(), opt.state_dict(), rng_states(gens))
+                if on_epoch is not None:
+                    on_epoch(member.row)
+                if stop:
+                    break
+
+        # -------------------------------------------------------------------------------- test and report
+        member.end_training()
+        last = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        tested = last
+        if tc.test_on == "best" and member.best_state is not None:
+            net.load_state_dict(member.best_state)
+            tested = member.best_state
+        t_test = time.perf_counter()
+        results = {"test_loss": None, "test_acc": None, "test_probs": None, "test_y": test_set.y.cpu()}
+        results["test_loss"], results["test_acc"] = evaluate(net, test_set)
+        if test_set.n:
+            results["test_probs"] = test_probs = probabilities(net, test_set.x)
+        results["test_s"] = time.perf_counter() - t_test
+        results.update(params=param_stats(net), weights=weights_and_kernels(net))
+        member.finish(last, tested, results, info, lang, report_test)
+        member.close()
+    except KeyboardInterrupt:
+        member.writer.save_model(net.state_dict())
+        member.close("interrupted")
+        raise
+    except DivergedError as e:
+        member.close("diverged", str(e))
+        raise
+    except BaseException as e:
+        member.close("failed", f"{e.__class__.__name__}: {e}")
+        raise
+    return Fitted(net, member.summary, test_probs)
+
+
+def run_epoch(cfg, net, opt, reg, params, data, gens, augment, start, n_steps, steps, total_steps, progress):
+    """The hot loop over one epoch's batches; returns device tensors only (no host sync here).
+
+    Returns per-step losses, correct counts per head, and the sum of (global, first-layer) gradient norms
+    over the `n_norms` sampled steps. Per step only the loss and the predicted classes are kept (no
+    kernel launches beyond them); they are compared with the labels once, at the end.
+    """
+    tc, oc = cfg.train, cfg.optimizer
+    device, bs = data.y.device, min(tc.batch_size, data.n)
+    scheduled = oc.schedule != "none" or oc.warmup > 0
+    amp = tc.amp == "bf16"
+    norm_every = -(-steps // GRAD_NORM_SAMPLES)
+    first_weight = weights_and_kernels(net)[0]  # its gradient shows vanishing gradients in deep sigmoid nets
+    perm = torch.randperm(data.n, generator=gens["order"], device=device)
+    losses, preds = [], []
+    norms = torch.zeros(2, device=device)
+    for step in range(n_steps):
+        if scheduled:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(oc, (start + step) / steps, total_steps / steps)
+        idx = perm[step * bs : (step + 1) * bs]
+        x, y = data.rows(idx), data.y.index_select(0, idx)
+        if augment is not None:  # data.augment: random per-sample transforms, on the device
+            x = augment(x, gens["augment"])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = net(x)
+            loss = head_loss(net, logits, y)
+        penalty = reg.penalty()
+        if penalty is not None:
+            loss = loss + penalty
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if step % norm_every == 0:
+            grads = [p.grad for p in params if p.grad is not None]
+            norms += torch.stack([torch.nn.utils.get_total_norm(grads, foreach=True), first_weight.grad.norm()])
+        if tc.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, tc.clip_grad_norm, foreach=True)
+        reg.decay(opt.param_groups[0]["lr"])
+        opt.step()
+        losses.append(loss.detach())
+        preds.append(head_predictions(net, logits))
+        progress.advance(step)
+    seen = torch.cat(preds)
+    correct = (seen == data.y.index_select(0, perm[: len(seen)])).sum(0)
+    return torch.stack(losses), correct, norms, len(range(0, n_steps, norm_every))
+
+
+class Progress:
+    """A Rich progress bar for the batches of an epoch, shown only on a terminal; updates cost no device sync."""
+
+    def __init__(self, quiet: bool, steps: int):
+
+        self.bar = None
+        self.every = max(1, steps // 50)
+        if not quiet and sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self.task = self.bar.add_task("train", total=steps)
+
+    def __enter__(self) -> Progress:
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def start(self, epoch: int) -> None:
+        if self.bar:
+            self.bar.update(self.task, completed=0, description=f"epoch {epoch}")
+
+    def advance(self, step: int) -> None:
+        if self.bar and (step + 1) % self.every == 0:
+            self.bar.update(self.task, completed=step + 1)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar:
+            self.bar.stop()
+
 
 OnEpoch = Callable[[dict[str, Any]], None] | None
-MEMBER_VALUES = (
-    "seed",
-    "name",
-    "optimizer.lr",
-    "optimizer.weight_decay",
-    "regularizer.l2_decay",
-    "regularizer.l1_decay",
-)
-# what is printed, not what is trained: members may differ in these too (each prints and saves its own)
-DISPLAY_ONLY = ("train.report", "train.show", "train.show_params")
-
-
-def stack_key(cfg: Config) -> str:
-    """Configs with equal keys can train side by side: everything but the per-member values (and what is
-    only printed) is equal."""
-    doc = cfg.to_dict()
-    for dotted in MEMBER_VALUES + DISPLAY_ONLY:
-        *parents, leaf = dotted.split(".")
-        node = doc
-        for part in parents:
-            node = node[part]
-        node[leaf] = None
-    doc["model"]["layers"] = [_neutral(e) for e in doc["model"]["layers"]]
-    return repr(doc)
-
-
-def _neutral(entry: Any) -> Any:
-    """A layer entry with its per-member values (dropout keep_prob, noise std) blanked, blocks included."""
-    if not isinstance(entry, list) or len(entry) < 2:
-        return entry
-    kind, params = entry[0], dict(entry[1])
-    if kind == "dropout":
-        params["keep_prob"] = None
-    if kind == "noise":
-        params["std"] = None
-    for key in ("layers",):
-        if key in params:
-            params[key] = [_neutral(e) for e in params[key]]
-    if "branches" in params:
-        params["branches"] = [[_neutral(e) for e in b] for b in params["branches"]]
-    return [kind, params]
-
-
-def can_stack(cfgs: list[Config]) -> bool:
-    """True when the configs differ only in per-member values (and there are at least two)."""
-    return len(cfgs) > 1 and len({stack_key(c) for c in cfgs}) == 1 and all(c.train.ensemble == 1 for c in cfgs)
-
-
-def max_members(cfg: Config, setup: Setup, share: float = 0.25) -> int:
-    """How many members fit in `share` of the machine's (or GPU's) memory: parameters with gradients and
-    optimizer state, plus forward activations and their gradients for one batch."""
-    net, rows = build_model_meta(cfg, setup)
-    params = sum(r.weights + r.other for r in rows)
-    acts = sum(math.prod(r.shape) for r in rows) * max(cfg.train.batch_size, EVAL_BATCH)
-    per_member = 4 * (4 * params + 3 * acts)
-    budget = memory_bytes(setup.device) * share
-    return max(1, int(budget // max(per_member, 1)))
-
-
-def build_model_meta(cfg: Config, setup: Setup):
-    with torch.device("meta"):
-        return build_model(cfg.model, setup.info.input_shape, setup.info.head_sizes)
-
-
-def chunks(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def train_group(
-    cfgs: list[Config], out: str | Path = "runs", *, lang: str = "ko", quiet: bool = False, stack: int | None = None
-) -> list[Run]:
-    """Train several runs, side by side where they can stack (up to `stack` members at a time, bounded by
-    memory), one after another otherwise. Every run gets its own run directory; returns them in order.
-
-    A diverged member is recorded (status diverged) and the others go on; DivergedError is raised at the
-    end if any member diverged, after all members are written.
-    """
-    setup = prepare(cfgs[0])
-    paths = [create_run_dir(out, c.name) for c in cfgs]
-    console = fmt.Printer(quiet)
-    fit_members(cfgs, setup, paths, console, lang, stack)
-    runs = [load_run(p) for p in paths]
-    diverged = [r for r in runs if r.status == "diverged"]
-    if diverged:
-        raise DivergedError(
-            f"{len(diverged)} of {len(runs)} runs diverged ({', '.join(r.path.name for r in diverged)}); "
-            "the others completed"
-        )
-    return runs
-
-
-def fit_members(
-    cfgs: list[Config],
-    setup: Setup,
-    paths: list[Path],
-    console: fmt.Printer,
-    lang: str,
-    stack: int | None = None,
-    callbacks: list[OnEpoch] | None = None,
-) -> list[Fitted]:
-    """Fit every config into its run directory: stacked in chunks when they can stack, else one by one.
-
-    `callbacks[i]` (or None) is called with run i's metrics row after each epoch (a sweep's pruner); an
-    exception from it stops that run alone.
-    """
-    from .trainer import fit
-
-    callbacks = callbacks or [None] * len(cfgs)
-    if stack == 1 or not can_stack(cfgs):
-        items = zip(cfgs, paths, callbacks, strict=True)
-        return [fit(c, setup, p, fmt.Printer(console.quiet), lang, on_epoch=cb) for c, p, cb in items]
-    size = min(stack or len(cfgs), max_members(cfgs[0], setup))
-    fitted: list[Fitted] = []
-    for part in chunks(list(zip(cfgs, paths, callbacks, strict=True)), size):
-        group_cfgs, group_paths, group_cbs = [c for c, _, _ in part], [p for _, p, _ in part], [cb for *_, cb in part]
-        if len(part) == 1:
-            fitted.append(
-                fit(group_cfgs[0], setup, group_paths[0], fmt.Printer(console.quiet), lang, on_epoch=group_cbs[0])
-            )
-        else:
-            fitted += fit_stacked(group_cfgs, setup, group_paths, console, lang, group_cbs)
-    return fitted
-
-
-# ------------------------------------------------------------------------------------------------ stacked fit
-def stack_input(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(K·B, …) per-member batches → the stacked layout: (B, K·C, H, W) for images, (K, B, F) for vectors."""
-    parts = x.view(k, -1, *x.shape[1:])
-    return from_members(parts)
-
-
-def repeat_input(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The same batch for every member (evaluation)."""
-    if x.dim() == 4:
-        return x.repeat(1, k, 1, 1)
-    return x.unsqueeze(0).expand(k, *x.shape)
-
-
-def member_losses(net: Net, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-member mean cross-entropy summed over heads: logits (K, B, O), y (K, B, heads) → (K,)."""
-    k, b, _ = logits.shape
-    total = 0
-    for h, part in enumerate(net.split_heads(logits)):
-        ce = F.cross_entropy(part.reshape(k * b, -1), y[..., h].reshape(k * b), reduction="none")
-        total = total + ce.view(k, b).mean(1)
-    return total
-
-
-def member_predictions(net: Net, logits: torch.Tensor) -> torch.Tensor:
-    """Predicted class per member, sample and head: (K, B, heads)."""
-    return torch.stack([p.argmax(-1) for p in net.split_heads(logits)], dim=-1)
-
-
-def member_correct(net: Net, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Correct predictions per member and head: (K, heads)."""
-    return torch.stack([(p.argmax(-1) == y[..., h]).sum(1) for h, p in enumerate(net.split_heads(logits))], dim=1)
-
-
-@torch.inference_mode()
-def evaluate_members(net: Net, data: Batches, k: int) -> tuple[list[float | None], list[list[float] | None]]:
-    """Per member: mean loss and per-head accuracy over a whole split in evaluation mode."""
-    if data.n == 0:
-        return [None] * k, [None] * k
-    was_training = net.training
-    net.eval()
-    loss = torch.zeros(k, device=data.y.device, dtype=torch.float64)
-    correct = torch.zeros(k, len(net.heads), device=data.y.device, dtype=torch.long)
-    for i in range(0, data.n, EVAL_BATCH):
-        logits = net(repeat_input(data.chunk(i, i + EVAL_BATCH), k))
-        y = data.y[i : i + EVAL_BATCH].unsqueeze(0).expand(k, -1, -1)
-        loss += member_losses(net, logits, y) * len(y[0])
-        correct += member_correct(net, logits, y)
-    net.train(was_training)
-    losses = (loss / data.n).tolist()
-    accs = (correct.double() / data.n).tolist()
-    return losses, accs
-
-
-@torch.inference_mode()
-def member_probabilities(net: Net, x: torch.Tensor, k: int) -> list[list[torch.Tensor]]:
-    """Softmax probabilities per member and head, on the CPU."""
-    was_training = net.training
-    net.eval()
-    device = next(net.parameters()).device
-    parts = [
-        [p.softmax(-1).cpu() for p in net.split_heads(net(repeat_input(x[i : i + EVAL_BATCH].to(device), k)))]
-        for i in range(0, len(x), EVAL_BATCH)
-    ]
-    net.train(was_training)
-    heads = [torch.cat([p[h] for p in parts], dim=1) for h in range(len(net.heads))]  # (K, N, classes)
-    return [[h[m] for h in heads] for m in range(k)]
 
 
 def member_norms(params: list[torch.Tensor], first_weight: torch.Tensor) -> torch.Tensor:
@@ -462,8 +468,6 @@ def fit_stacked(
 
 
 def stopped_status(e: Exception) -> str:
-    from ..runner import Pruned
-
     return "pruned" if isinstance(e, Pruned) else "failed"
 
 

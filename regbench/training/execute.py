@@ -1,0 +1,388 @@
+"""The dispatcher: a run alone, side by side with others, an ensemble, or a seed group."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..config import Config
+from ..core import console as fmt
+from ..core.errors import ConfigError, DivergedError, RunDirError
+from ..core.resources import memory_bytes
+from ..core.values import one_or_list
+from ..nn.model import build_model
+from ..rundir import Run, RunWriter, create_run_dir, load_checkpoint, load_run
+from .fit import Fitted, OnEpoch, fit, fit_stacked
+from .infer import EVAL_BATCH, tested_probabilities
+from .member import now_iso, versions
+from .plan import Setup, chunks, prepare
+
+
+def train(
+    cfg: Config,
+    out: str | Path = "runs",
+    *,
+    lang: str = "ko",
+    quiet: bool = False,
+    stack: int | None = None,
+    report_test: bool = True,
+) -> Run:
+    """Train the configured model, print the book's report, and write a run directory under `out`.
+
+    Ensemble members train side by side (regbench.training.group) unless `stack` is 1, at most `stack` at a time.
+    Returns the finished run as read back from disk. Raises RegbenchError subclasses for bad input
+    (before anything is written), DivergedError for a NaN/inf loss (the run is kept, status diverged),
+    and lets KeyboardInterrupt through after marking the run interrupted. With `report_test=False` the run
+    is tested and saved as always, but the printout stops after `train ended` (the book's `train()`
+    alone; `regbench.book` prints the test report, samples and parameters on request).
+    """
+    setup = prepare(cfg)
+    path = create_run_dir(out, cfg.name)
+    say = fmt.Printer(quiet)
+    if cfg.train.ensemble > 1:
+        train_ensemble(cfg, setup, path, say, lang, stack)
+    else:
+        fit(cfg, setup, path, say, lang, report_test=report_test)
+    return load_run(path)
+
+
+def train_ensemble(
+    cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, stack: int | None = None
+) -> None:
+    """`train.ensemble: N`: N members with seeds seed, seed+1, … (each a normal run directory under
+    `members/`, trained side by side unless `stack` is 1), then the test accuracy of the averaged softmax
+    of the first k members, k = 1…N. Resuming reuses finished members and continues unfinished ones."""
+
+    n = cfg.train.ensemble
+    writer = RunWriter(path)
+    writer.write_config(cfg.to_dict())
+    summary: dict[str, Any] = {"name": cfg.name, "status": "running", "seed": cfg.seed, "device": str(setup.device)}
+    summary.update(host=socket.gethostname(), pid=os.getpid())
+    summary.update(started_at=now_iso(), ensemble={"members": []}, versions=versions())
+    writer.write_summary(summary, now=True)
+    (path / "members").mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    cfgs = [
+        dataclasses.replace(cfg, seed=cfg.seed + i, train=dataclasses.replace(cfg.train, ensemble=1)) for i in range(n)
+    ]
+    dirs = [path / "members" / f"m{i + 1}-seed{c.seed}" for i, c in enumerate(cfgs)]
+    results: dict[int, tuple[dict, list[torch.Tensor] | None]] = {}
+    try:
+        fresh = []
+        for i, (member, member_dir) in enumerate(zip(cfgs, dirs, strict=True)):
+            if member_dir.is_dir() and load_run(member_dir).status == "completed":  # resuming: already done
+                done = load_run(member_dir).summary
+                results[i] = done, tested_probabilities(member, setup, member_dir, done)
+            elif member_dir.is_dir() and load_checkpoint(member_dir) is not None:  # resuming mid-member
+                say(f"Ensemble member {i + 1}/{n} (seed {member.seed}), resumed:")
+                fitted = fit(member, setup, member_dir, say, lang, load_checkpoint(member_dir))
+                results[i] = fitted.summary, fitted.test_probs
+            else:
+                member_dir.mkdir(exist_ok=True)
+                fresh.append(i)
+        if fresh:
+            say(
+                f"Ensemble members {', '.join(str(i + 1) for i in fresh)} of {n} (seeds {', '.join(str(cfgs[i].seed) for i in fresh)}):"
+            )
+            fitted = fit_members([cfgs[i] for i in fresh], setup, [dirs[i] for i in fresh], say, lang, stack)
+            for i, f in zip(fresh, fitted, strict=True):
+                if f.summary["status"] != "completed":
+                    raise DivergedError(
+                        f"ensemble member {i + 1} (seed {cfgs[i].seed}): {f.summary.get('error', 'diverged')}"
+                    )
+                results[i] = f.summary, f.test_probs
+        members, probs = summary["ensemble"]["members"], []
+        for i in range(n):
+            done, member_probs = results[i]
+            members.append({"seed": cfgs[i].seed, "test_acc": done["test_acc"], "path": f"members/{dirs[i].name}"})
+            probs.append(member_probs)
+        y = setup.splits["test"].y.cpu()
+        cumulative, losses = [], []
+        for k in range(1, n + 1):
+            avg = [torch.stack([p[h] for p in probs[:k]]).mean(0) for h in range(len(setup.info.heads))]
+            accs = [float((a.argmax(1) == y[:, h]).double().mean()) for h, a in enumerate(avg)]
+            nll = sum(float(F.nll_loss(a.clamp_min(1e-12).log(), y[:, h])) for h, a in enumerate(avg))
+            cumulative.append(one_or_list(accs))
+            losses.append(nll)
+            say(f"[Ens: {k}] test accuracy: {fmt.acc_text(accs)}")
+        summary["ensemble"]["test_acc"] = cumulative
+        summary.update(
+            status="completed", test_acc=cumulative[-1], test_loss=losses[-1], train_s=time.perf_counter() - t0
+        )
+        write_mean_metrics(path, [path / m["path"] for m in members], writer)
+    except KeyboardInterrupt:
+        summary["status"] = "interrupted"
+        raise
+    except DivergedError as e:
+        summary.update(status="diverged", error=str(e))
+        raise
+    except Exception as e:
+        summary.update(status="failed", error=f"{e.__class__.__name__}: {e}")
+        raise
+    finally:
+        summary["ended_at"] = now_iso()
+        done_dirs = [d for d in dirs if (d / "summary.json").is_file()]
+        summary["epochs_done"] = min((load_run(d).summary.get("epochs_done", 0) for d in done_dirs), default=0)
+        writer.write_summary(summary, now=True)
+        writer.write_log(say.lines)
+
+
+def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", quiet: bool = False) -> Run:
+    """Continue an unfinished run (killed or interrupted) from its last checkpoint; a diverged run is refused.
+
+    The run's own resolved config is used; the metrics, logs and random states continue as if the run
+    had never stopped (on the CPU the final metrics are identical to an uninterrupted run's). With
+    `epochs` (more than the run's), a run, completed or not, trains on to that many epochs, as if it had
+    been started with them (config.yaml and the summary say so; the test report is made anew).
+    """
+    from ..config import load_config
+
+    path = Path(path)
+    run = load_run(path)
+    if run.status == "diverged":
+        raise RunDirError(
+            f"{path}: the run diverged; resuming would repeat the same steps and diverge again "
+            "(train its config.yaml again with a lower optimizer.lr)"
+        )
+    cfg = load_config(run.config)
+    lang = run.summary.get("lang", lang)
+    if epochs is not None:
+        cfg = extended(cfg, run, epochs)
+    elif run.status == "completed":
+        raise RunDirError(f"{path}: the run is already completed; nothing to resume (--epochs N trains it on)")
+    setup = prepare(cfg, threads=run.summary.get("threads"))
+    if epochs is not None:
+        RunWriter(path).write_config(cfg.to_dict())
+    say = fmt.Printer(quiet)
+    if cfg.train.ensemble > 1:
+        train_ensemble(cfg, setup, path, say, lang)
+    else:
+        fit(cfg, setup, path, say, lang, load_checkpoint(path))
+    return load_run(path)
+
+
+def extended(cfg: Config, run: Run, epochs: int) -> Config:
+    """`cfg` with `epochs` epochs, if training the run on to them gives what a run started with them gives."""
+    import dataclasses
+
+    tc, where = cfg.train, f"{run.path}: cannot train on to {epochs} epochs"
+    if tc.iterations is not None:
+        raise RunDirError(f"{where}: its length is train.iterations ({tc.iterations}); train its config again")
+    if epochs <= tc.epochs:
+        done = run.summary.get("epochs_done", 0)
+        finish = "" if done >= tc.epochs else f" ({done} done so far; --resume alone finishes them)"
+        raise RunDirError(f"{where}: its config already has train.epochs {tc.epochs}{finish}; give more")
+    if run.summary.get("stopped_early"):
+        raise RunDirError(f"{where}: early stopping ended it at epoch {run.summary.get('epochs_done')}")
+    if cfg.optimizer.schedule == "cosine":
+        raise RunDirError(f"{where}: its cosine schedule spans the planned {tc.epochs} epochs")
+    if tc.ensemble > 1:
+        raise RunDirError(f"{where}: an ensemble's members cannot be extended; train its config again")
+    if not (run.path / "checkpoint.pt").is_file():
+        raise RunDirError(f"{where}: it has no checkpoint.pt to continue from")
+    return dataclasses.replace(cfg, train=dataclasses.replace(tc, epochs=epochs))
+
+
+def write_mean_metrics(path: Path, member_dirs: list[Path], writer: RunWriter) -> None:
+    """The ensemble's metrics.jsonl: per epoch, the mean of the members' numeric single-head values."""
+    runs = [load_run(d).metrics for d in member_dirs]
+    for rows in zip(*runs, strict=False):  # members that stopped early have fewer epochs
+        mean = {"epoch": rows[0]["epoch"]}
+        for key, value in rows[0].items():
+            if (
+                key != "epoch"
+                and isinstance(value, (int, float))
+                and all(isinstance(r.get(key), (int, float)) for r in rows)
+            ):
+                mean[key] = sum(r[key] for r in rows) / len(rows)
+        writer.add_metrics(mean)
+
+
+MEMBER_VALUES = (
+    "seed",
+    "name",
+    "optimizer.lr",
+    "optimizer.weight_decay",
+    "regularizer.l2_decay",
+    "regularizer.l1_decay",
+)
+
+
+# what is printed, not what is trained: members may differ in these too (each prints and saves its own)
+DISPLAY_ONLY = ("train.report", "train.show", "train.show_params")
+
+
+def stack_key(cfg: Config) -> str:
+    """Configs with equal keys can train side by side: everything but the per-member values (and what is
+    only printed) is equal."""
+    doc = cfg.to_dict()
+    for dotted in MEMBER_VALUES + DISPLAY_ONLY:
+        *parents, leaf = dotted.split(".")
+        node = doc
+        for part in parents:
+            node = node[part]
+        node[leaf] = None
+    doc["model"]["layers"] = [_neutral(e) for e in doc["model"]["layers"]]
+    return repr(doc)
+
+
+def _neutral(entry: Any) -> Any:
+    """A layer entry with its per-member values (dropout keep_prob, noise std) blanked, blocks included."""
+    if not isinstance(entry, list) or len(entry) < 2:
+        return entry
+    kind, params = entry[0], dict(entry[1])
+    if kind == "dropout":
+        params["keep_prob"] = None
+    if kind == "noise":
+        params["std"] = None
+    for key in ("layers",):
+        if key in params:
+            params[key] = [_neutral(e) for e in params[key]]
+    if "branches" in params:
+        params["branches"] = [[_neutral(e) for e in b] for b in params["branches"]]
+    return [kind, params]
+
+
+def can_stack(cfgs: list[Config]) -> bool:
+    """True when the configs differ only in per-member values (and there are at least two)."""
+    return len(cfgs) > 1 and len({stack_key(c) for c in cfgs}) == 1 and all(c.train.ensemble == 1 for c in cfgs)
+
+
+def max_members(cfg: Config, setup: Setup, share: float = 0.25) -> int:
+    """How many members fit in `share` of the machine's (or GPU's) memory: parameters with gradients and
+    optimizer state, plus forward activations and their gradients for one batch."""
+    net, rows = build_model_meta(cfg, setup)
+    params = sum(r.weights + r.other for r in rows)
+    acts = sum(math.prod(r.shape) for r in rows) * max(cfg.train.batch_size, EVAL_BATCH)
+    per_member = 4 * (4 * params + 3 * acts)
+    budget = memory_bytes(setup.device) * share
+    return max(1, int(budget // max(per_member, 1)))
+
+
+def build_model_meta(cfg: Config, setup: Setup):
+    with torch.device("meta"):
+        return build_model(cfg.model, setup.info.input_shape, setup.info.head_sizes)
+
+
+def train_group(
+    cfgs: list[Config], out: str | Path = "runs", *, lang: str = "ko", quiet: bool = False, stack: int | None = None
+) -> list[Run]:
+    """Train several runs, side by side where they can stack (up to `stack` members at a time, bounded by
+    memory), one after another otherwise. Every run gets its own run directory; returns them in order.
+
+    A diverged member is recorded (status diverged) and the others go on; DivergedError is raised at the
+    end if any member diverged, after all members are written.
+    """
+    setup = prepare(cfgs[0])
+    paths = [create_run_dir(out, c.name) for c in cfgs]
+    console = fmt.Printer(quiet)
+    fit_members(cfgs, setup, paths, console, lang, stack)
+    runs = [load_run(p) for p in paths]
+    diverged = [r for r in runs if r.status == "diverged"]
+    if diverged:
+        raise DivergedError(
+            f"{len(diverged)} of {len(runs)} runs diverged ({', '.join(r.path.name for r in diverged)}); "
+            "the others completed"
+        )
+    return runs
+
+
+def fit_members(
+    cfgs: list[Config],
+    setup: Setup,
+    paths: list[Path],
+    console: fmt.Printer,
+    lang: str,
+    stack: int | None = None,
+    callbacks: list[OnEpoch] | None = None,
+) -> list[Fitted]:
+    """Fit every config into its run directory: stacked in chunks when they can stack, else one by one.
+
+    `callbacks[i]` (or None) is called with run i's metrics row after each epoch (a sweep's pruner); an
+    exception from it stops that run alone.
+    """
+
+    callbacks = callbacks or [None] * len(cfgs)
+    if stack == 1 or not can_stack(cfgs):
+        items = zip(cfgs, paths, callbacks, strict=True)
+        return [fit(c, setup, p, fmt.Printer(console.quiet), lang, on_epoch=cb) for c, p, cb in items]
+    size = min(stack or len(cfgs), max_members(cfgs[0], setup))
+    fitted: list[Fitted] = []
+    for part in chunks(list(zip(cfgs, paths, callbacks, strict=True)), size):
+        group_cfgs, group_paths, group_cbs = [c for c, _, _ in part], [p for _, p, _ in part], [cb for *_, cb in part]
+        if len(part) == 1:
+            fitted.append(
+                fit(group_cfgs[0], setup, group_paths[0], fmt.Printer(console.quiet), lang, on_epoch=group_cbs[0])
+            )
+        else:
+            fitted += fit_stacked(group_cfgs, setup, group_paths, console, lang, group_cbs)
+    return fitted
+
+
+MAX_SEEDS = 1000  # a seed group larger than this is almost certainly a typo
+
+
+def seed_list(base: int, seeds: int | Sequence[int]) -> list[int]:
+    """`seeds=K` → the config's seed and the K−1 after it (base, base+1, …); a list → those seeds.
+
+    Raises ConfigError (key `seeds`) for a count outside 1…1000, an empty list, repeats or bad values.
+    """
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, Sequence)) or isinstance(seeds, str):
+        raise ConfigError(f"expected a count or a list of seeds, got {seeds!r}", path="seeds")
+    if isinstance(seeds, int):
+        if not 1 <= seeds <= MAX_SEEDS:
+            raise ConfigError(f"must be between 1 and {MAX_SEEDS}, got {seeds}", path="seeds")
+        out = [base + i for i in range(seeds)]
+    else:
+        out = list(seeds)
+        if not out or len(out) > MAX_SEEDS:
+            raise ConfigError(f"expected 1 to {MAX_SEEDS} seeds, got {len(out)}", path="seeds")
+        if any(isinstance(s, bool) or not isinstance(s, int) for s in out):
+            raise ConfigError(f"expected integers, got {out}", path="seeds")
+        if len(set(out)) != len(out):
+            raise ConfigError(f"a seed is repeated in {out}", path="seeds")
+    bad = [s for s in out if not 0 <= s < 2**63]
+    if bad:
+        raise ConfigError(f"must be between 0 and 2**63-1, got {bad[0]}", path="seeds")
+    return out
+
+
+def train_seeds(
+    cfg: Config,
+    seeds: int | Sequence[int],
+    out: str | Path = "runs",
+    *,
+    lang: str = "ko",
+    quiet: bool = False,
+    stack: int | None = None,
+) -> list[Run]:
+    """Train `cfg` once per seed of `seed_list(cfg.seed, seeds)`; returns the runs in seed order.
+
+    Each seed is an ordinary run directory under `out` (the config with only `seed` changed). The seeds
+    train side by side in one stacked pass (at most `stack` at a time) unless `stack` is 1 or the config is
+    an ensemble; then one after another, each printed after a `Seed i/K (seed s):` line. A diverging seed
+    is recorded and the others go on (DivergedError at the end); one after another, a seed that fails
+    stops the group, and the runs finished before it stay.
+    """
+
+    values = seed_list(cfg.seed, seeds)
+    cfgs = [dataclasses.replace(cfg, seed=seed) for seed in values]
+    if len(cfgs) > 1 and stack != 1 and cfg.train.ensemble == 1:
+        return train_group(cfgs, out, lang=lang, quiet=quiet, stack=stack)
+    runs = []
+    for i, member in enumerate(cfgs):
+        if not quiet and len(values) > 1:
+            sys.stdout.write(f"Seed {i + 1}/{len(values)} (seed {member.seed}):\n")
+            sys.stdout.flush()
+        runs.append(train(member, out, lang=lang, quiet=quiet, stack=stack))
+    return runs
