@@ -38,11 +38,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import regbench
-from regbench.config import FAST_PATH, load_config
+from regbench.config import FAST_PATH
 from regbench.core.resources import keep_freed_memory
 from regbench.data import load_data
 from regbench.nn.model import build_model, init_weights, relu_after_max
 from regbench.nn.pooling import MaxPool
+from regbench.resolve import load_config
 
 FLOWERS_CNN = [
     ["conv", {"ksize": 3, "chn": 6}],

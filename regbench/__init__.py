@@ -16,8 +16,9 @@ __version__ = "0.1.0"
 
 from .analysis.compare import Comparison  # noqa: E402
 from .api import compare, resume, train  # noqa: E402
-from .config import Config, load_config  # noqa: E402
+from .config import Config  # noqa: E402
 from .core.errors import ConfigError, DataError, DivergedError, RegbenchError, RunDirError  # noqa: E402
+from .resolve import load_config  # noqa: E402
 from .rundir import Run, load_run  # noqa: E402
 from .training.execute import train_seeds  # noqa: E402
 

@@ -16,8 +16,9 @@ from typing import Any, overload
 
 from .analysis.compare import Comparison
 from .analysis.compare import compare as compare_runs
-from .config import Config, load_config
+from .config import Config
 from .core.errors import ConfigError, RegbenchError, with_source
+from .resolve import load_config
 from .rundir import Run, load_run
 from .training import execute
 

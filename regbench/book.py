@@ -37,11 +37,12 @@ import numpy as np
 import torch
 
 from . import api
-from .config import Config, load_config
+from .config import Config
 from .core import console as fmt
 from .core.errors import ConfigError, DataError, RegbenchError
 from .data import DataInfo, load_data
 from .nn.model import build_model, param_stats
+from .resolve import load_config
 from .rundir import Run, append_log
 from .training import execute, infer, member
 

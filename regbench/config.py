@@ -7,15 +7,13 @@ whose `model.layers` is the normalized layer list (every layer as `[type, {all p
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from .core.errors import ConfigError
-from .core.schema import describe, load_yaml, parse, read_yaml_file, require, to_plain
+from .core.schema import describe, load_yaml, require, to_plain
 
 Activation = Literal["relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "none"]
 InitType = Literal[
@@ -212,6 +210,8 @@ class TrainConfig:
 
 
 # the train: switches of the fast path
+# keys that change what is printed, not what is trained: runs differing only in these train the same model
+PRINT_ONLY = ("train.report", "train.show", "train.show_params")
 FAST_PATH = ("resident", "channels_last", "fused", "relu_after_max", "reuse_memory")
 
 
@@ -343,71 +343,3 @@ def override_at(path: str | None, keys: Iterable[str]) -> str | None:
         if key == path or key.startswith((path + ".", path + "[")) or path.startswith((key + ".", key + "[")):
             return key
     return None
-
-
-def load_config(
-    source: str | Path | dict[str, Any],
-    overrides: dict[str, Any] | list[str] | None = None,
-) -> Config:
-    """Load and validate a config from a YAML file or a dict, with `overrides` applied.
-
-    `overrides` is a mapping of dotted keys to values, or a list of `KEY.PATH=VALUE` strings as `--set`
-    takes them. Raises ConfigError (one line: file, key path, what is allowed) on any problem.
-    """
-    if isinstance(source, dict):
-        raw, label, default_name = source, "<config>", "run"
-    else:
-        path = Path(source)
-        label = str(source)
-        raw = read_yaml_file(path)
-        if raw is None:
-            raw = {}
-        default_name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem) or "run"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"expected a mapping of config sections at the top level, got {describe(raw)}", source=label)
-    if isinstance(overrides, list):
-        pairs = [parse_override(o) for o in overrides]
-        overrides = dict(pairs)
-    if overrides:
-        with_set = f"{label} (with --set {', '.join(overrides)})"
-        try:
-            raw = apply_overrides(with_defaults(raw, overrides), overrides)
-        except ConfigError as e:
-            raise ConfigError(e.detail, source=with_set, path=e.path) from None
-        label = with_set
-    raw = dict(raw)
-    raw.setdefault("name", default_name)
-    try:
-        cfg = resolve(parse(Config, raw))
-        check_shapes(cfg)
-        return cfg
-    except ConfigError as e:
-        raise ConfigError(e.detail, source=label, path=e.path) from None
-
-
-def resolve(cfg: Config) -> Config:
-    """Check names against the registries and normalize the layer list; returns the resolved config."""
-    from . import optim
-    from .data import DATASETS, check_data_keys
-    from .nn.layers import normalize_layers
-
-    if cfg.data.name not in DATASETS:
-        raise ConfigError(DATASETS.unknown(cfg.data.name), path="data.name")
-    check_data_keys(cfg.data)
-    if cfg.optimizer.name not in optim.OPTIMIZERS:
-        raise ConfigError(optim.OPTIMIZERS.unknown(cfg.optimizer.name), path="optimizer.name")
-    layers = normalize_layers(cfg.model.layers, path="model.layers")
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, layers=layers))
-
-
-def check_shapes(cfg: Config) -> None:
-    """Build the model on the meta device for the data set's input shape, so a layer that does not fit
-    (a pool stride that does not divide its input, a conv after a flat layer, an absurd width) is a
-    config error before any work. Skipped when the data set's shape needs files that are not there."""
-    from .core.errors import DataError
-    from .resolve import check_config
-
-    try:
-        check_config(cfg)
-    except DataError:
-        pass

@@ -225,21 +225,9 @@ class Run:
         `weights` loaded (model.pt: the last epoch; best.pt: the best validation epoch), in evaluation
         mode on the CPU. Its forward returns the heads' logits concatenated (`net.split_heads` splits them)."""
         if weights not in self._nets:
-            from .config import load_config
-            from .nn.model import build_model
+            from .training.infer import load_model
 
-            shape, heads = self.summary.get("input_shape"), self.summary.get("heads")
-            if not isinstance(shape, list) or not isinstance(heads, list) or not heads:
-                hint = "; an ensemble keeps one per member under members/" if "ensemble" in self.summary else ""
-                raise RunDirError(f"{self.path}: {SUMMARY} has no input_shape/heads (status {self.status}){hint}")
-            net, _ = build_model(load_config(self.config).model, tuple(shape), [len(h["classes"]) for h in heads])
-            try:
-                net.load_state_dict(self.state_dict(weights))
-            except RuntimeError as e:
-                raise RunDirError(
-                    f"{self.path / weights}: does not fit the config's model ({str(e).splitlines()[0]})"
-                ) from None
-            self._nets[weights] = net.eval()
+            self._nets[weights] = load_model(self, weights)
         return self._nets[weights]
 
     def predict(self, x: Any, *, normalize: bool = True, weights: str = MODEL) -> Any:

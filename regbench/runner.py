@@ -92,8 +92,8 @@ def threads_per_worker(workers: int) -> int | None:
 # ----------------------------------------------------------------------------------------------- one run
 def execute_run(task: RunTask) -> RunResult:
     """Train (or continue, or just read back) the run of `task` in this process; never raises for a bad run."""
-    from .config import load_config
     from .core import console as fmt
+    from .resolve import load_config
     from .rundir import load_checkpoint, load_run
     from .training import execute, fit, plan
 
@@ -142,8 +142,8 @@ def execute(unit: Unit) -> list[RunResult]:
 def execute_group(tasks: list[RunTask]) -> list[RunResult]:
     """Train fresh runs of `tasks` side by side (regbench.training.execute); finished ones are read back and
     unfinished ones continue alone from their checkpoints, as `execute_run` does."""
-    from .config import load_config
     from .core import console as fmt
+    from .resolve import load_config
     from .rundir import load_run
     from .training import plan
     from .training.execute import fit_members
@@ -177,7 +177,7 @@ def execute_group(tasks: list[RunTask]) -> list[RunResult]:
 
 def stack_units(tasks: Iterator[RunTask | None], stack: int) -> Iterator[Unit | None]:
     """Take up to `stack` waiting tasks at a time and group those that can train side by side."""
-    from .config import load_config
+    from .resolve import load_config
     from .training.execute import stack_key
 
     while True:

@@ -6,9 +6,8 @@ import pytest
 from conftest import write
 
 import regbench
-from regbench.config import load_config
 from regbench.core.errors import ConfigError
-from regbench.resolve import check_config
+from regbench.resolve import check_config, load_config
 
 
 def error(source, overrides=None) -> str:

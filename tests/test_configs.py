@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from regbench.config import load_config
 from regbench.core.schema import load_yaml
 from regbench.experiments.suite import load_suites
 from regbench.experiments.sweep import load_sweep
-from regbench.resolve import check_config
+from regbench.resolve import check_config, load_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 FILES = sorted(CONFIGS.rglob("*.yaml"))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from regbench.config import InitConfig, ModelConfig, load_config
+from regbench.config import InitConfig, ModelConfig
 from regbench.nn.layers import LAYERS, BatchNormal, Dropout, Noise, parse_layers
 from regbench.nn.model import build_model, init_weights, param_stats, weights_and_kernels
+from regbench.resolve import load_config
 
 
 def build(layers, shape=(3, 8, 8), heads=(5,), **model):

@@ -7,9 +7,10 @@ import torch
 from conftest import tiny
 
 import regbench
-from regbench.config import RegularizerConfig, load_config
+from regbench.config import RegularizerConfig
 from regbench.nn.model import build_model, init_weights, weights_and_kernels
 from regbench.regularize import Regularizer
+from regbench.resolve import load_config
 
 
 def small_net():

@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 
 import regbench
 from regbench.cli.main import app
-from regbench.config import load_config
 from regbench.core.errors import ConfigError, DivergedError, RunDirError
 from regbench.nn.layers import LAYERS
+from regbench.resolve import load_config
 from regbench.rundir import load_checkpoint, load_run
 from regbench.training import execute as trainer
 from regbench.training import fit as fitmod

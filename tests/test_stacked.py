@@ -8,10 +8,11 @@ import torch
 from conftest import tiny
 
 import regbench
-from regbench.config import OptimizerConfig, load_config
+from regbench.config import OptimizerConfig
 from regbench.core.errors import DivergedError
 from regbench.nn.model import build_model, init_weights
 from regbench.optim import OPTIMIZERS, make_optimizer
+from regbench.resolve import load_config
 from regbench.stacked.optim import StackedOptimizer
 from regbench.training.execute import can_stack, stack_key, train_group
 

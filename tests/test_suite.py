@@ -11,9 +11,9 @@ from conftest import write
 from typer.testing import CliRunner
 
 from regbench.cli.main import app
-from regbench.config import load_config
 from regbench.core.errors import ConfigError
 from regbench.experiments import suite as lib
+from regbench.resolve import load_config
 from regbench.rundir import load_run
 
 runner = CliRunner()

@@ -11,9 +11,9 @@ import yaml
 from conftest import tiny
 
 import regbench
-from regbench.config import load_config
 from regbench.core.errors import DivergedError
 from regbench.nn.model import build_model
+from regbench.resolve import load_config
 from regbench.rundir import load_run
 
 METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_s", "total_s"}

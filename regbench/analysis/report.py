@@ -169,7 +169,7 @@ def to_html(blocks: Sequence[Block], folder: Path, title: str) -> str:
 # ----------------------------------------------------------------------------------------------- models and data
 def load_model(run: Run):
     """A run's trained model (`Run.model()`: evaluation mode, CPU) and its resolved config."""
-    from ..config import load_config
+    from ..resolve import load_config
 
     return run.model(), load_config(run.config)
 

@@ -10,8 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..config import load_config
-from ..resolve import check_config
+from ..resolve import check_config, load_config
 from .common import SetOption, guarded
 
 app = typer.Typer()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import api
-from ..config import load_config
+from ..resolve import load_config
 from .common import LangOption, SetOption, check_lang, fail, guarded
 
 app = typer.Typer()

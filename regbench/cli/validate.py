@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import load_config
-from ..resolve import check_config
+from ..resolve import check_config, load_config
 from .common import SetOption, guarded
 
 app = typer.Typer()

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.compare import CompareError, Comparison, compare
-from ..config import NAME_RE, Config, load_config, override_at, parse_override
+from ..config import NAME_RE, Config, override_at, parse_override
 from ..core.errors import ConfigError, DataError, DivergedError, RegbenchError
 from ..core.schema import describe, parse, read_yaml_file, require
+from ..resolve import load_config
 
 SUITES_FILE = Path("configs") / "suites.yaml"  # where `regbench suite NAME` looks first (then beside the package)
 SMOKE_LIMIT = {"train": 10, "val": 5, "test": 5}  # samples per split in a smoke run (stratified caps)

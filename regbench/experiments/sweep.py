@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import KEY_RE, NAME_RE, Config, load_config, override_at
+from ..config import KEY_RE, NAME_RE, Config, override_at
 from ..core.errors import ConfigError, RegbenchError
 from ..core.files import atomic_write, file_lock
 from ..core.schema import describe, parse, read_yaml_file, require, to_plain
+from ..resolve import load_config
 from ..runner import RunResult, RunTask, run_trials
 
 Method = Literal["grid", "random", "tpe"]

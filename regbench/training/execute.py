@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import Config
+from ..config import PRINT_ONLY, Config
 from ..core import console as fmt
 from ..core.errors import ConfigError, DivergedError, RunDirError
 from ..core.resources import memory_bytes
@@ -145,7 +145,7 @@ def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", qui
     `epochs` (more than the run's), a run, completed or not, trains on to that many epochs, as if it had
     been started with them (config.yaml and the summary say so; the test report is made anew).
     """
-    from ..config import load_config
+    from ..resolve import load_config
 
     path = Path(path)
     run = load_run(path)
@@ -218,15 +218,11 @@ MEMBER_VALUES = (
 )
 
 
-# what is printed, not what is trained: members may differ in these too (each prints and saves its own)
-DISPLAY_ONLY = ("train.report", "train.show", "train.show_params")
-
-
 def stack_key(cfg: Config) -> str:
     """Configs with equal keys can train side by side: everything but the per-member values (and what is
     only printed) is equal."""
     doc = cfg.to_dict()
-    for dotted in MEMBER_VALUES + DISPLAY_ONLY:
+    for dotted in MEMBER_VALUES + PRINT_ONLY:
         *parents, leaf = dotted.split(".")
         node = doc
         for part in parents:

@@ -10,8 +10,10 @@ import torch.nn.functional as F
 
 from ..config import Config
 from ..core import console as fmt
+from ..core.errors import RunDirError
 from ..data import DataInfo
 from ..nn.model import Net, build_model
+from ..rundir import MODEL, SUMMARY, Run
 from ..stacked.layers import from_members
 from .plan import Batches, Setup, derive_seed
 
@@ -183,3 +185,21 @@ def member_probabilities(net: Net, x: torch.Tensor, k: int) -> list[list[torch.T
     net.train(was_training)
     heads = [torch.cat([p[h] for p in parts], dim=1) for h in range(len(net.heads))]  # (K, N, classes)
     return [[h[m] for h in heads] for m in range(k)]
+
+
+def load_model(run: Run, weights: str = MODEL) -> Net:
+    """A run's trained model: built from its resolved config for the run's input shape and heads, with
+    `weights` loaded (model.pt: the last epoch; best.pt: the best validation epoch), in evaluation mode on
+    the CPU. Raises RunDirError for a run without them or whose weights do not fit its config."""
+    from ..resolve import load_config
+
+    shape, heads = run.summary.get("input_shape"), run.summary.get("heads")
+    if not isinstance(shape, list) or not isinstance(heads, list) or not heads:
+        hint = "; an ensemble keeps one per member under members/" if "ensemble" in run.summary else ""
+        raise RunDirError(f"{run.path}: {SUMMARY} has no input_shape/heads (status {run.status}){hint}")
+    net, _ = build_model(load_config(run.config).model, tuple(shape), [len(h["classes"]) for h in heads])
+    try:
+        net.load_state_dict(run.state_dict(weights))
+    except RuntimeError as e:
+        raise RunDirError(f"{run.path / weights}: does not fit the config's model ({str(e).splitlines()[0]})") from None
+    return net.eval()
