@@ -19,8 +19,9 @@ from .api import compare, resume, train  # noqa: E402
 from .config import Config  # noqa: E402
 from .core.errors import ConfigError, DataError, DivergedError, RegbenchError, RunDirError  # noqa: E402
 from .resolve import load_config  # noqa: E402
-from .rundir import Run, load_run  # noqa: E402
+from .rundir import Run  # noqa: E402
 from .training.execute import train_seeds  # noqa: E402
+from .training.infer import load_trained as load_run  # noqa: E402
 
 __all__ = [
     "Comparison",

@@ -174,14 +174,14 @@ class RunWriter:
 class Run:
     """A run directory as read back: resolved config, per-epoch metrics and summary (all plain data).
 
-    `model()` rebuilds the trained torch module and `predict(x)` gives class probabilities for new samples.
+    Its files only; `regbench.train` and `regbench.load_run` return a `TrainedRun` (training.infer), which adds
+    `model()` (the trained torch module) and `predict(x)` (class probabilities for new samples).
     """
 
     path: Path
     config: dict[str, Any] = field(default_factory=dict)  # the resolved config (config.yaml)
     metrics: list[dict[str, Any]] = field(default_factory=list)  # one dict per epoch (metrics.jsonl)
     summary: dict[str, Any] = field(default_factory=dict)  # status and results (summary.json)
-    _nets: dict[str, Any] = field(default_factory=dict, init=False, compare=False)  # model() per weights file
 
     def __repr__(self) -> str:
         acc = self.summary.get("test_acc")
@@ -219,72 +219,6 @@ class Run:
             raise RunDirError(f"{self.path}: no {weights} (status {self.status}){hint}") from None
         except Exception as e:  # a truncated or foreign file
             raise RunDirError(f"{self.path / weights}: cannot load ({e.__class__.__name__})") from None
-
-    def model(self, weights: str = MODEL) -> torch.nn.Module:
-        """The trained model: built from the resolved config for the run's input shape and heads, with
-        `weights` loaded (model.pt: the last epoch; best.pt: the best validation epoch), in evaluation
-        mode on the CPU. Its forward returns the heads' logits concatenated (`net.split_heads` splits them)."""
-        if weights not in self._nets:
-            from .training.infer import load_model
-
-            self._nets[weights] = load_model(self, weights)
-        return self._nets[weights]
-
-    def predict(self, x: Any, *, normalize: bool = True, weights: str = MODEL) -> Any:
-        """Class probabilities for the samples `x`: an (N, classes) array, or a list of them (one per head)
-        for a data set with several heads; numpy in gives numpy out, a tensor gives a tensor.
-
-        `x` is a batch in (N, C, H, W), (N, H, W, C), or (N, H, W) for one channel ((N, F) for vector
-        data), at the run's input size, with values as the data set's files store them (0–255 pixels;
-        0–16 for digits): the run's `data.normalize` is applied with the statistics of its training split
-        (recorded in summary.json as `normalization`). `normalize=False` takes `x` as already normalized.
-        """
-        import numpy as np
-
-        from .data.normalize import apply_recorded
-
-        as_numpy = not isinstance(x, torch.Tensor)
-        t = torch.as_tensor(np.asarray(x) if as_numpy else x).detach().cpu()
-        t = to_model_layout(t, tuple(self.summary.get("input_shape") or ()), self.path)
-        if normalize:
-            stats = self.summary.get("normalization")
-            if not isinstance(stats, dict):
-                raise RunDirError(
-                    f"{self.path}: {SUMMARY} does not record the normalization statistics (a run made before"
-                    " regbench recorded them); pass normalize=False with x already normalized as its"
-                    " data.normalize does"
-                )
-            t = apply_recorded(t, stats)
-        net = self.model(weights)
-        if len(t):
-            from .training.infer import probabilities
-
-            probs = probabilities(net, t.float())
-        else:
-            probs = [torch.zeros(0, k) for k in net.heads]
-        out = [p.numpy() for p in probs] if as_numpy else probs
-        return out[0] if len(out) == 1 else out
-
-
-def to_model_layout(x: torch.Tensor, shape: tuple[int, ...], where: Path | str = "") -> torch.Tensor:
-    """A batch in (N, C, H, W), (N, H, W, C) or (N, H, W) (one channel) as (N, C, H, W) for a model
-    whose input is `shape` = (C, H, W); vector inputs (F,) take (N, F). Raises RunDirError otherwise."""
-    if len(shape) == 3:
-        c, h, w = shape
-        if x.dim() == 4 and tuple(x.shape[1:]) == (c, h, w):
-            return x
-        if x.dim() == 4 and tuple(x.shape[1:]) == (h, w, c):
-            return x.permute(0, 3, 1, 2)
-        if x.dim() == 3 and c == 1 and tuple(x.shape[1:]) == (h, w):
-            return x.unsqueeze(1)
-        expected = f"(N, {c}, {h}, {w}) or (N, {h}, {w}, {c})" + (f" or (N, {h}, {w})" if c == 1 else "")
-    elif len(shape) == 1:
-        if x.dim() == 2 and x.shape[1] == shape[0]:
-            return x
-        expected = f"(N, {shape[0]})"
-    else:
-        raise RunDirError(f"{where}: {SUMMARY} has no input_shape")
-    raise RunDirError(f"{where}: predict needs a batch of shape {expected}, got {tuple(x.shape)}")
 
 
 def load_run(path: str | Path) -> Run:

@@ -20,7 +20,6 @@ model; the rest run one by one. Each run still gets its own result and run direc
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import signal
@@ -31,9 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core.errors import DivergedError, Pruned, RegbenchError
+from .core.errors import RegbenchError
 
-FINISHED = ("completed", "diverged", "pruned")  # a run directory in one of these is never trained again
 POLL_S = 0.5  # how often the parent looks for results, dead workers and new tasks
 
 
@@ -89,90 +87,47 @@ def threads_per_worker(workers: int) -> int | None:
     return max(1, cpu_count() // workers) if workers > 0 else None
 
 
-# ----------------------------------------------------------------------------------------------- one run
-def execute_run(task: RunTask) -> RunResult:
-    """Train (or continue, or just read back) the run of `task` in this process; never raises for a bad run."""
-    from .core import console as fmt
-    from .resolve import load_config
-    from .rundir import load_checkpoint, load_run
-    from .training import execute, fit, plan
-
-    t0 = time.perf_counter()
-    path = Path(task.path)
-    prior = None
-    if (path / "summary.json").is_file():
-        try:
-            prior = load_run(path)
-        except RegbenchError:
-            prior = None  # a torn first write: train it from the start
-    if prior is not None and prior.status in FINISHED:
-        return RunResult(task.key, str(path), prior.status, prior.summary.get("error"), reused=True)
-    status, error = "completed", None
-    try:
-        cfg = load_config(task.config)
-        setup = plan.prepare(cfg)
-        path.mkdir(parents=True, exist_ok=True)
-        ckpt = load_checkpoint(path) if prior is not None else None
-        say = fmt.Printer(quiet=True)  # the report still goes to the run's log.txt
-        if cfg.train.ensemble > 1:
-            execute.train_ensemble(cfg, setup, path, say, "ko")
-        else:
-            fit.fit(cfg, setup, path, say, "ko", ckpt, on_epoch=task.on_epoch)
-    except KeyboardInterrupt:
-        status = "interrupted"
-    except Pruned as e:
-        status, error = "pruned", str(e)
-        mark_pruned(path, str(e))
-    except DivergedError as e:
-        status, error = "diverged", str(e)
-    except RegbenchError as e:
-        status, error = "failed", str(e)
-    except Exception as e:  # a torch error (out of memory, ...): this run failed, the sweep goes on
-        status, error = "failed", f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    return RunResult(task.key, str(path), status, error, resumed=prior is not None, seconds=time.perf_counter() - t0)
-
-
+# ----------------------------------------------------------------------------------------------- one unit
 def execute(unit: Unit) -> list[RunResult]:
-    """Run a task, or a group side by side; never raises for a bad run."""
-    if isinstance(unit, RunTask):
-        return [execute_run(unit)]
-    return execute_group(unit.tasks)
-
-
-def execute_group(tasks: list[RunTask]) -> list[RunResult]:
-    """Train fresh runs of `tasks` side by side (regbench.training.execute); finished ones are read back and
-    unfinished ones continue alone from their checkpoints, as `execute_run` does."""
-    from .core import console as fmt
+    """Train (or continue, or just read back) the runs of a task or group in this process, through the one
+    dispatcher (`training.execute.fit_all`: side by side where they stack); never raises for a bad run: a run
+    that diverges, is pruned or fails is a result."""
+    from .core import console
     from .resolve import load_config
     from .rundir import load_run
-    from .training import plan
-    from .training.execute import fit_members
+    from .training.execute import FINISHED, fit_all, read_prior
+    from .training.member import status_of
 
-    fresh = [t for t in tasks if not (Path(t.path) / "summary.json").is_file()]
-    results = {t.key: execute_run(t) for t in tasks if t not in fresh}
-    if fresh:
-        t0 = time.perf_counter()
-        status, error = None, None
-        try:
-            cfgs = [load_config(t.config) for t in fresh]
-            setup = plan.prepare(cfgs[0])
-            for t in fresh:
-                Path(t.path).mkdir(parents=True, exist_ok=True)
-            paths = [Path(t.path) for t in fresh]
-            fit_members(cfgs, setup, paths, fmt.Printer(quiet=True), "ko", None, [t.on_epoch for t in fresh])
-        except KeyboardInterrupt:
-            status = "interrupted"
-        except Exception as e:  # a data error or torch error for the whole group: every run failed
-            status, error = "failed", f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        seconds = (time.perf_counter() - t0) / len(fresh)
-        for t in fresh:
-            run_status, run_error = status, error
-            with contextlib.suppress(RegbenchError):
-                run = load_run(t.path)
-                if run.status != "running" or status is None:
-                    run_status, run_error = run.status, run.summary.get("error")
-            results[t.key] = RunResult(t.key, t.path, run_status or "failed", run_error, seconds=seconds)
-    return [results[t.key] for t in tasks]
+    tasks = unit.tasks if isinstance(unit, GroupTask) else [unit]
+    t0 = time.perf_counter()
+    priors = {t.key: read_prior(Path(t.path)) for t in tasks}
+    status, error = None, None
+    try:
+        cfgs = [load_config(t.config) for t in tasks]
+        for t in tasks:
+            Path(t.path).mkdir(parents=True, exist_ok=True)
+        paths = [Path(t.path) for t in tasks]
+        say = console.Printer(quiet=True)  # the report still goes to each run's log.txt
+        fit_all(cfgs, paths, say, "ko", callbacks=[t.on_epoch for t in tasks], keep_going=True)
+    except BaseException as e:  # a config, data or torch error for the whole unit, or Ctrl-C
+        status, error = status_of(e)
+    trained = [t for t in tasks if priors[t.key] is None or priors[t.key].status not in FINISHED]
+    seconds = (time.perf_counter() - t0) / max(1, len(trained))
+    results = []
+    for t in tasks:
+        prior = priors[t.key]
+        if prior is not None and prior.status in FINISHED:
+            results.append(RunResult(t.key, t.path, prior.status, prior.summary.get("error"), reused=True))
+            continue
+        run_status, run_error = status, error
+        with contextlib.suppress(RegbenchError):
+            run = load_run(t.path)
+            if run.status != "running" or status is None:
+                run_status, run_error = run.status, run.summary.get("error", run.summary.get("pruned"))
+        result = RunResult(t.key, t.path, run_status or "failed", run_error, resumed=prior is not None)
+        result.seconds = seconds
+        results.append(result)
+    return results
 
 
 def stack_units(tasks: Iterator[RunTask | None], stack: int) -> Iterator[Unit | None]:
@@ -204,19 +159,6 @@ def stack_units(tasks: Iterator[RunTask | None], stack: int) -> Iterator[Unit | 
             return
         if not batch:
             yield None
-
-
-def mark_pruned(path: Path, why: str) -> None:
-    """The trainer marks a run stopped by its callback `failed`; a pruned run is finished, not failed."""
-    from .rundir import SUMMARY, RunWriter
-
-    try:
-        summary = json.loads((path / SUMMARY).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    summary.pop("error", None)
-    summary.update(status="pruned", pruned=why)
-    RunWriter(path).write_summary(summary, now=True)
 
 
 # ----------------------------------------------------------------------------------------------- many runs

@@ -26,8 +26,8 @@ from regbench.core.errors import ConfigError, DivergedError, RunDirError
 from regbench.nn.layers import LAYERS
 from regbench.resolve import load_config
 from regbench.rundir import load_checkpoint, load_run
+from regbench.training import engines as fitmod
 from regbench.training import execute as trainer
-from regbench.training import fit as fitmod
 from regbench.training import infer as infermod
 from regbench.training import member as membermod
 

@@ -256,7 +256,7 @@ def test_six_trial_random_sweep_on_two_worker_processes_with_seeds(tmp_path):
 
 def test_resume_after_ctrl_c_runs_only_the_missing_trials(tmp_path, monkeypatch):
     sweep = load_sweep(sweep_file(tmp_path, GRID6, epochs=3))
-    real = runner_mod.execute_run
+    real = runner_mod.execute
     calls: list[str] = []
 
     def interrupting(task):
@@ -265,7 +265,7 @@ def test_resume_after_ctrl_c_runs_only_the_missing_trials(tmp_path, monkeypatch)
             task.on_epoch = lambda row: os.kill(os.getpid(), signal.SIGINT)
         return real(task)
 
-    monkeypatch.setattr(runner_mod, "execute_run", interrupting)
+    monkeypatch.setattr(runner_mod, "execute", interrupting)
     with pytest.raises(SweepInterrupted, match="interrupted: 2 of 6 trials finished"):
         run_sweep(sweep, tmp_path / "out", workers=0, say=quiet, stack=1)  # one run at a time
     d = tmp_path / "out" / "g6"
@@ -277,7 +277,7 @@ def test_resume_after_ctrl_c_runs_only_the_missing_trials(tmp_path, monkeypatch)
     assert stopped.status == "interrupted" and stopped.summary["epochs_done"] == 1
 
     calls.clear()
-    monkeypatch.setattr(runner_mod, "execute_run", lambda task: calls.append(task.key) or real(task))
+    monkeypatch.setattr(runner_mod, "execute", lambda task: calls.append(task.key) or real(task))
     report = run_sweep(sweep, tmp_path / "out", workers=0, say=quiet, stack=1)
     assert sorted(calls) == ["g6-t002-s1", "g6-t003-s1", "g6-t004-s1", "g6-t005-s1"]
     assert report.counts["completed"] == 6
@@ -547,9 +547,9 @@ def test_trials_that_share_an_architecture_train_side_by_side(tmp_path, monkeypa
     from regbench.training import execute as group
 
     stacked_calls = []
-    real = group.fit_stacked
+    real = group.fit
     monkeypatch.setattr(
-        group, "fit_stacked", lambda cfgs, *a, **k: stacked_calls.append(len(cfgs)) or real(cfgs, *a, **k)
+        group, "fit", lambda cfgs, *a, **k: (len(cfgs) > 1 and stacked_calls.append(len(cfgs))) or real(cfgs, *a, **k)
     )
     sweep = load_sweep(sweep_file(tmp_path, GRID6))
     stacked = run_sweep(sweep, tmp_path / "a", workers=0, say=quiet)
@@ -568,9 +568,9 @@ def test_a_sweep_over_a_layer_parameter_stacks_and_shows_it_in_the_table(tmp_pat
     from regbench.training import execute as group
 
     stacked_calls = []
-    real = group.fit_stacked
+    real = group.fit
     monkeypatch.setattr(
-        group, "fit_stacked", lambda cfgs, *a, **k: stacked_calls.append(len(cfgs)) or real(cfgs, *a, **k)
+        group, "fit", lambda cfgs, *a, **k: (len(cfgs) > 1 and stacked_calls.append(len(cfgs))) or real(cfgs, *a, **k)
     )
     body = "name: kp\nparams:\n  model.layers[1].keep_prob: [0.5, 1.0]\n"
     path = sweep_file(tmp_path, body)

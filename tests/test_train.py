@@ -147,7 +147,7 @@ def test_divergence_stops_with_status_diverged(runs):
 
 
 def test_interrupt_marks_the_run_and_keeps_valid_files(runs, monkeypatch):
-    from regbench.training import fit as trainer
+    from regbench.training import engines as trainer
 
     calls = {"n": 0}
     real = trainer.head_loss
@@ -168,7 +168,7 @@ def test_interrupt_marks_the_run_and_keeps_valid_files(runs, monkeypatch):
 
 
 def test_a_failure_after_start_is_recorded(runs, monkeypatch):
-    from regbench.training import fit as trainer
+    from regbench.training import engines as trainer
 
     monkeypatch.setattr(trainer, "evaluate", lambda *a: (_ for _ in ()).throw(RuntimeError("disk on fire")))
     with pytest.raises(RuntimeError):

@@ -410,7 +410,7 @@ class Reporter:
     last_epoch: int | None = None  # never pruned there: the run is as good as finished
 
     def __call__(self, row: dict[str, Any]) -> None:
-        from ..runner import Pruned
+        from ..core.errors import Pruned
 
         value = row.get("val_loss" if self.loss else "val_acc")
         if isinstance(value, list):

@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +16,18 @@ import torch
 import torch.nn.functional as F
 
 from ..config import PRINT_ONLY, Config
-from ..core import console as fmt
-from ..core.errors import ConfigError, DivergedError, RunDirError
+from ..core import console
+from ..core.errors import ConfigError, DivergedError, RegbenchError, RunDirError
 from ..core.resources import memory_bytes
 from ..core.values import one_or_list
 from ..nn.model import build_model
-from ..rundir import Run, RunWriter, create_run_dir, load_checkpoint, load_run
-from .fit import Fitted, OnEpoch, fit, fit_stacked
-from .infer import EVAL_BATCH, tested_probabilities
-from .member import now_iso, versions
+from ..rundir import SUMMARY, Run, RunWriter, create_run_dir, load_checkpoint, load_run
+from .fit import Fitted, OnEpoch, fit
+from .infer import EVAL_BATCH, TrainedRun, load_trained, tested_probabilities
+from .member import now_iso, status_of, versions
 from .plan import Setup, chunks, prepare
+
+FINISHED = ("completed", "diverged", "pruned")  # a run directory in one of these is never trained again
 
 
 def train(
@@ -36,28 +38,24 @@ def train(
     quiet: bool = False,
     stack: int | None = None,
     report_test: bool = True,
-) -> Run:
+) -> TrainedRun:
     """Train the configured model, print the book's report, and write a run directory under `out`.
 
-    Ensemble members train side by side (regbench.training.group) unless `stack` is 1, at most `stack` at a time.
-    Returns the finished run as read back from disk. Raises RegbenchError subclasses for bad input
-    (before anything is written), DivergedError for a NaN/inf loss (the run is kept, status diverged),
-    and lets KeyboardInterrupt through after marking the run interrupted. With `report_test=False` the run
-    is tested and saved as always, but the printout stops after `train ended` (the book's `train()`
-    alone; `regbench.book` prints the test report, samples and parameters on request).
+    Ensemble members train side by side unless `stack` is 1, at most `stack` at a time. Returns the finished
+    run as read back from disk. Raises RegbenchError subclasses for bad input (before anything is written),
+    DivergedError for a NaN/inf loss (the run is kept, status diverged), and lets KeyboardInterrupt through
+    after marking the run interrupted. With `report_test=False` the run is tested and saved as always, but the
+    printout stops after `train ended` (the book's `train()` alone; `regbench.book` prints the test report,
+    samples and parameters on request).
     """
     setup = prepare(cfg)
     path = create_run_dir(out, cfg.name)
-    say = fmt.Printer(quiet)
-    if cfg.train.ensemble > 1:
-        train_ensemble(cfg, setup, path, say, lang, stack)
-    else:
-        fit(cfg, setup, path, say, lang, report_test=report_test)
-    return load_run(path)
+    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, stack=stack, report_test=report_test)
+    return load_trained(path)
 
 
 def train_ensemble(
-    cfg: Config, setup: Setup, path: Path, say: fmt.Printer, lang: str, stack: int | None = None
+    cfg: Config, setup: Setup, path: Path, say: console.Printer, lang: str, stack: int | None = None
 ) -> None:
     """`train.ensemble: N`: N members with seeds seed, seed+1, … (each a normal run directory under
     `members/`, trained side by side unless `stack` is 1), then the test accuracy of the averaged softmax
@@ -76,31 +74,15 @@ def train_ensemble(
         dataclasses.replace(cfg, seed=cfg.seed + i, train=dataclasses.replace(cfg.train, ensemble=1)) for i in range(n)
     ]
     dirs = [path / "members" / f"m{i + 1}-seed{c.seed}" for i, c in enumerate(cfgs)]
-    results: dict[int, tuple[dict, list[torch.Tensor] | None]] = {}
     try:
-        fresh = []
-        for i, (member, member_dir) in enumerate(zip(cfgs, dirs, strict=True)):
-            if member_dir.is_dir() and load_run(member_dir).status == "completed":  # resuming: already done
-                done = load_run(member_dir).summary
-                results[i] = done, tested_probabilities(member, setup, member_dir, done)
-            elif member_dir.is_dir() and load_checkpoint(member_dir) is not None:  # resuming mid-member
-                say(f"Ensemble member {i + 1}/{n} (seed {member.seed}), resumed:")
-                fitted = fit(member, setup, member_dir, say, lang, load_checkpoint(member_dir))
-                results[i] = fitted.summary, fitted.test_probs
-            else:
-                member_dir.mkdir(exist_ok=True)
-                fresh.append(i)
-        if fresh:
-            say(
-                f"Ensemble members {', '.join(str(i + 1) for i in fresh)} of {n} (seeds {', '.join(str(cfgs[i].seed) for i in fresh)}):"
-            )
-            fitted = fit_members([cfgs[i] for i in fresh], setup, [dirs[i] for i in fresh], say, lang, stack)
-            for i, f in zip(fresh, fitted, strict=True):
-                if f.summary["status"] != "completed":
-                    raise DivergedError(
-                        f"ensemble member {i + 1} (seed {cfgs[i].seed}): {f.summary.get('error', 'diverged')}"
-                    )
-                results[i] = f.summary, f.test_probs
+        for member_dir in dirs:
+            member_dir.mkdir(exist_ok=True)
+        fitted = fit_all(cfgs, dirs, say, lang, setup=setup, stack=stack, keep_going=True)
+        for i, f in enumerate(fitted):
+            if f.summary["status"] != "completed":
+                why = f.summary.get("error", f.summary["status"])
+                raise DivergedError(f"ensemble member {i + 1} (seed {cfgs[i].seed}): {why}")
+        results = {i: (f.summary, f.test_probs) for i, f in enumerate(fitted)}
         members, probs = summary["ensemble"]["members"], []
         for i in range(n):
             done, member_probs = results[i]
@@ -114,20 +96,15 @@ def train_ensemble(
             nll = sum(float(F.nll_loss(a.clamp_min(1e-12).log(), y[:, h])) for h, a in enumerate(avg))
             cumulative.append(one_or_list(accs))
             losses.append(nll)
-            say(f"[Ens: {k}] test accuracy: {fmt.acc_text(accs)}")
+            say(f"[Ens: {k}] test accuracy: {console.acc_text(accs)}")
         summary["ensemble"]["test_acc"] = cumulative
         summary.update(
             status="completed", test_acc=cumulative[-1], test_loss=losses[-1], train_s=time.perf_counter() - t0
         )
         write_mean_metrics(path, [path / m["path"] for m in members], writer)
-    except KeyboardInterrupt:
-        summary["status"] = "interrupted"
-        raise
-    except DivergedError as e:
-        summary.update(status="diverged", error=str(e))
-        raise
-    except Exception as e:
-        summary.update(status="failed", error=f"{e.__class__.__name__}: {e}")
+    except BaseException as e:
+        status, error = status_of(e)
+        summary.update(status=status, **({"error": error} if error else {}))
         raise
     finally:
         summary["ended_at"] = now_iso()
@@ -137,7 +114,7 @@ def train_ensemble(
         writer.write_log(say.lines)
 
 
-def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", quiet: bool = False) -> Run:
+def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", quiet: bool = False) -> TrainedRun:
     """Continue an unfinished run (killed or interrupted) from its last checkpoint; a diverged run is refused.
 
     The run's own resolved config is used; the metrics, logs and random states continue as if the run
@@ -163,12 +140,8 @@ def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", qui
     setup = prepare(cfg, threads=run.summary.get("threads"))
     if epochs is not None:
         RunWriter(path).write_config(cfg.to_dict())
-    say = fmt.Printer(quiet)
-    if cfg.train.ensemble > 1:
-        train_ensemble(cfg, setup, path, say, lang)
-    else:
-        fit(cfg, setup, path, say, lang, load_checkpoint(path))
-    return load_run(path)
+    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, extend=epochs is not None)
+    return load_trained(path)
 
 
 def extended(cfg: Config, run: Run, epochs: int) -> Config:
@@ -272,18 +245,15 @@ def build_model_meta(cfg: Config, setup: Setup):
 
 def train_group(
     cfgs: list[Config], out: str | Path = "runs", *, lang: str = "ko", quiet: bool = False, stack: int | None = None
-) -> list[Run]:
+) -> list[TrainedRun]:
     """Train several runs, side by side where they can stack (up to `stack` members at a time, bounded by
     memory), one after another otherwise. Every run gets its own run directory; returns them in order.
 
-    A diverged member is recorded (status diverged) and the others go on; DivergedError is raised at the
-    end if any member diverged, after all members are written.
+    A diverged run is recorded (status diverged) and the others go on; DivergedError is raised at the end if
+    any diverged, after all runs are written.
     """
-    setup = prepare(cfgs[0])
-    paths = [create_run_dir(out, c.name) for c in cfgs]
-    console = fmt.Printer(quiet)
-    fit_members(cfgs, setup, paths, console, lang, stack)
-    runs = [load_run(p) for p in paths]
+    fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=stack, keep_going=True)
+    runs = [load_trained(f.path) for f in fitted]
     diverged = [r for r in runs if r.status == "diverged"]
     if diverged:
         raise DivergedError(
@@ -293,36 +263,104 @@ def train_group(
     return runs
 
 
-def fit_members(
+def fit_all(
     cfgs: list[Config],
-    setup: Setup,
-    paths: list[Path],
-    console: fmt.Printer,
+    paths: list[Path | None],
+    say: console.Printer,
     lang: str,
+    *,
+    setup: Setup | None = None,
+    out: str | Path = "runs",
     stack: int | None = None,
     callbacks: list[OnEpoch] | None = None,
+    keep_going: bool = False,
+    announce: Callable[[int], None] | None = None,
+    report_test: bool = True,
+    extend: bool = False,
 ) -> list[Fitted]:
-    """Fit every config into its run directory: stacked in chunks when they can stack, else one by one.
+    """THE dispatcher: bring every config's run directory to its end, deciding how each one is trained.
 
-    `callbacks[i]` (or None) is called with run i's metrics row after each epoch (a sweep's pruner); an
-    exception from it stops that run alone.
+    - a path holding a finished run (completed, diverged, pruned) is read back: nothing is trained;
+    - a path holding a checkpoint continues alone from it (`resume`);
+    - an ensemble config (`train.ensemble > 1`) trains its members, which come back here;
+    - fresh runs (path None: a new directory under `out`, made when its turn comes) are grouped by
+      `stack_key` and trained side by side in chunks of at most `stack` (and of what fits in memory); a group
+      of one, or `stack=1`, trains alone, each after `announce(i)` when given.
+    `setup` (the data on the device) is shared when given, else prepared per group. `callbacks[i]` is run i's
+    per-epoch callback. A run alone that diverges raises DivergedError unless `keep_going`, which records it and
+    goes on (side by side, the others always go on). With `extend` (`resume --epochs`), a completed run with a
+    checkpoint trains on. Returns one Fitted per config, in order.
     """
-
     callbacks = callbacks or [None] * len(cfgs)
-    if stack == 1 or not can_stack(cfgs):
-        items = zip(cfgs, paths, callbacks, strict=True)
-        return [fit(c, setup, p, fmt.Printer(console.quiet), lang, on_epoch=cb) for c, p, cb in items]
-    size = min(stack or len(cfgs), max_members(cfgs[0], setup))
-    fitted: list[Fitted] = []
-    for part in chunks(list(zip(cfgs, paths, callbacks, strict=True)), size):
-        group_cfgs, group_paths, group_cbs = [c for c, _, _ in part], [p for _, p, _ in part], [cb for *_, cb in part]
-        if len(part) == 1:
-            fitted.append(
-                fit(group_cfgs[0], setup, group_paths[0], fmt.Printer(console.quiet), lang, on_epoch=group_cbs[0])
-            )
+    fitted: dict[int, Fitted] = {}
+    fresh: dict[str, list[int]] = {}
+    for i, (cfg, path) in enumerate(zip(cfgs, paths, strict=True)):
+        prior = read_prior(path)
+        if prior is not None and prior.status in FINISHED and not (extend and prior.status == "completed"):
+            fitted[i] = Fitted(None, prior.summary, finished_probabilities(cfg, setup, prior), path)
+        elif cfg.train.ensemble > 1:
+            path = path or create_run_dir(out, cfg.name)
+            train_ensemble(cfg, setup or prepare(cfg), path, say, lang, stack)
+            fitted[i] = Fitted(None, load_run(path).summary, None, path)
+        elif prior is not None and load_checkpoint(path) is not None:
+            run_setup = setup or prepare(cfg, threads=prior.summary.get("threads"))
+            fitted[i] = fit_alone(cfg, run_setup, path, say, lang, load_checkpoint(path), callbacks[i], keep_going)
         else:
-            fitted += fit_stacked(group_cfgs, setup, group_paths, console, lang, group_cbs)
-    return fitted
+            fresh.setdefault(f"alone:{i}" if stack == 1 else stack_key(cfg), []).append(i)
+    for group in fresh.values():
+        group_setup = setup or prepare(cfgs[group[0]])
+        size = min(stack or len(group), max_members(cfgs[group[0]], group_setup)) if len(group) > 1 else 1
+        for part in chunks(group, size):
+            part_paths = [paths[i] or create_run_dir(out, cfgs[i].name) for i in part]
+            if len(part) == 1:
+                i = part[0]
+                if announce is not None:
+                    announce(i)
+                fitted[i] = fit_alone(
+                    cfgs[i], group_setup, part_paths[0], say, lang, None, callbacks[i], keep_going, report_test
+                )
+                continue
+            cbs = [callbacks[i] for i in part]
+            results = fit([cfgs[i] for i in part], group_setup, part_paths, say, lang, callbacks=cbs)
+            fitted.update(zip(part, results, strict=True))
+    return [fitted[i] for i in range(len(cfgs))]
+
+
+def fit_alone(
+    cfg: Config,
+    setup: Setup,
+    path: Path,
+    say: console.Printer,
+    lang: str,
+    ckpt: dict[str, Any] | None,
+    callback: OnEpoch,
+    keep_going: bool,
+    report_test: bool = True,
+) -> Fitted:
+    """One run alone; with `keep_going`, a divergence is recorded in its run directory and not raised."""
+    try:
+        return fit([cfg], setup, [path], say, lang, ckpt=ckpt, callbacks=[callback], report_test=report_test)[0]
+    except DivergedError:
+        if not keep_going:
+            raise
+        return Fitted(None, load_run(path).summary, None, path)
+
+
+def read_prior(path: Path | None) -> Run | None:
+    """The run already in `path`, if any (a torn first write counts as none: it is trained from the start)."""
+    if path is None or not (path / SUMMARY).is_file():
+        return None
+    try:
+        return load_run(path)
+    except RegbenchError:
+        return None
+
+
+def finished_probabilities(cfg: Config, setup: Setup | None, run: Run) -> list[torch.Tensor] | None:
+    """A finished run's test probabilities from its tested weights (an ensemble reuses a finished member)."""
+    if setup is None or run.status != "completed":
+        return None
+    return tested_probabilities(cfg, setup, run.path, run.summary)
 
 
 MAX_SEEDS = 1000  # a seed group larger than this is almost certainly a typo
@@ -361,7 +399,7 @@ def train_seeds(
     lang: str = "ko",
     quiet: bool = False,
     stack: int | None = None,
-) -> list[Run]:
+) -> list[TrainedRun]:
     """Train `cfg` once per seed of `seed_list(cfg.seed, seeds)`; returns the runs in seed order.
 
     Each seed is an ordinary run directory under `out` (the config with only `seed` changed). The seeds
@@ -375,10 +413,11 @@ def train_seeds(
     cfgs = [dataclasses.replace(cfg, seed=seed) for seed in values]
     if len(cfgs) > 1 and stack != 1 and cfg.train.ensemble == 1:
         return train_group(cfgs, out, lang=lang, quiet=quiet, stack=stack)
-    runs = []
-    for i, member in enumerate(cfgs):
+
+    def announce(i: int) -> None:
         if not quiet and len(values) > 1:
-            sys.stdout.write(f"Seed {i + 1}/{len(values)} (seed {member.seed}):\n")
+            sys.stdout.write(f"Seed {i + 1}/{len(values)} (seed {cfgs[i].seed}):\n")
             sys.stdout.flush()
-        runs.append(train(member, out, lang=lang, quiet=quiet, stack=stack))
-    return runs
+
+    fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=1, announce=announce)
+    return [load_trained(f.path) for f in fitted]

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..config import Config
-from ..core import console as fmt
+from ..core import console
 from ..core.errors import RunDirError
 from ..data import DataInfo
+from ..data.normalize import apply_recorded
 from ..nn.model import Net, build_model
-from ..rundir import MODEL, SUMMARY, Run
+from ..rundir import MODEL, SUMMARY, Run, load_run
 from ..stacked.layers import from_members
 from .plan import Batches, Setup, derive_seed
 
@@ -88,7 +91,7 @@ def show_samples(probs: list[torch.Tensor], answers: torch.Tensor, info: DataInf
     `probs` are the test split's probabilities per head, `answers` its labels (N, heads); the samples are
     picked by the run's seed (`pick_samples`).
     """
-    say(fmt.visualization(cfg.name))
+    say(console.visualization(cfg.name))
     pick = pick_samples(len(answers), cfg.seed, cfg.train.show)
     for line in lines_for([p[pick] for p in probs], answers[pick], info, lang):
         say(line)
@@ -110,11 +113,11 @@ def lines_for(probs: list[torch.Tensor], answers: torch.Tensor, info: DataInfo, 
     lines = []
     for h, head in enumerate(info.heads):
         if len(info.heads) > 1:
-            lines.append(fmt.head_caption(head.name, lang))
+            lines.append(console.head_caption(head.name, lang))
         for i in range(len(answers)):
             p = probs[h][i]
             est, ans = head.classes[int(p.argmax())], head.classes[int(answers[i, h])]
-            lines.append(fmt.sample_line(p.tolist(), est, ans, lang, 8 if len(info.heads) > 1 else 0))
+            lines.append(console.sample_line(p.tolist(), est, ans, lang, 8 if len(info.heads) > 1 else 0))
     return lines
 
 
@@ -203,3 +206,75 @@ def load_model(run: Run, weights: str = MODEL) -> Net:
     except RuntimeError as e:
         raise RunDirError(f"{run.path / weights}: does not fit the config's model ({str(e).splitlines()[0]})") from None
     return net.eval()
+
+
+@dataclass(repr=False)
+class TrainedRun(Run):
+    """A run directory with its trained model, as `regbench.train` and `regbench.load_run` return it:
+    `model()` rebuilds the trained torch module and `predict(x)` gives class probabilities for new samples."""
+
+    _nets: dict[str, Net] = field(default_factory=dict, init=False, compare=False)  # model() per weights file
+
+    def model(self, weights: str = MODEL) -> torch.nn.Module:
+        """The trained model: built from the resolved config for the run's input shape and heads, with
+        `weights` loaded (model.pt: the last epoch; best.pt: the best validation epoch), in evaluation
+        mode on the CPU. Its forward returns the heads' logits concatenated (`net.split_heads` splits them)."""
+        if weights not in self._nets:
+            self._nets[weights] = load_model(self, weights)
+        return self._nets[weights]
+
+    def predict(self, x: Any, *, normalize: bool = True, weights: str = MODEL) -> Any:
+        """Class probabilities for the samples `x`: an (N, classes) array, or a list of them (one per head)
+        for a data set with several heads; numpy in gives numpy out, a tensor gives a tensor.
+
+        `x` is a batch in (N, C, H, W), (N, H, W, C), or (N, H, W) for one channel ((N, F) for vector
+        data), at the run's input size, with values as the data set's files store them (0–255 pixels;
+        0–16 for digits): the run's `data.normalize` is applied with the statistics of its training split
+        (recorded in summary.json as `normalization`). `normalize=False` takes `x` as already normalized.
+        """
+        as_numpy = not isinstance(x, torch.Tensor)
+        t = torch.as_tensor(np.asarray(x) if as_numpy else x).detach().cpu()
+        t = to_model_layout(t, tuple(self.summary.get("input_shape") or ()), self.path)
+        if normalize:
+            stats = self.summary.get("normalization")
+            if not isinstance(stats, dict):
+                raise RunDirError(
+                    f"{self.path}: {SUMMARY} does not record the normalization statistics (a run made before"
+                    " regbench recorded them); pass normalize=False with x already normalized as its"
+                    " data.normalize does"
+                )
+            t = apply_recorded(t, stats)
+        net = self.model(weights)
+        if len(t):
+            probs = probabilities(net, t.float())
+        else:
+            probs = [torch.zeros(0, k) for k in net.heads]
+        out = [p.numpy() for p in probs] if as_numpy else probs
+        return out[0] if len(out) == 1 else out
+
+
+def load_trained(path: str | Path) -> TrainedRun:
+    """`rundir.load_run` with the trained model at hand (`model()`, `predict()`)."""
+    run = load_run(path)
+    return TrainedRun(run.path, run.config, run.metrics, run.summary)
+
+
+def to_model_layout(x: torch.Tensor, shape: tuple[int, ...], where: Path | str = "") -> torch.Tensor:
+    """A batch in (N, C, H, W), (N, H, W, C) or (N, H, W) (one channel) as (N, C, H, W) for a model
+    whose input is `shape` = (C, H, W); vector inputs (F,) take (N, F). Raises RunDirError otherwise."""
+    if len(shape) == 3:
+        c, h, w = shape
+        if x.dim() == 4 and tuple(x.shape[1:]) == (c, h, w):
+            return x
+        if x.dim() == 4 and tuple(x.shape[1:]) == (h, w, c):
+            return x.permute(0, 3, 1, 2)
+        if x.dim() == 3 and c == 1 and tuple(x.shape[1:]) == (h, w):
+            return x.unsqueeze(1)
+        expected = f"(N, {c}, {h}, {w}) or (N, {h}, {w}, {c})" + (f" or (N, {h}, {w})" if c == 1 else "")
+    elif len(shape) == 1:
+        if x.dim() == 2 and x.shape[1] == shape[0]:
+            return x
+        expected = f"(N, {shape[0]})"
+    else:
+        raise RunDirError(f"{where}: {SUMMARY} has no input_shape")
+    raise RunDirError(f"{where}: predict needs a batch of shape {expected}, got {tuple(x.shape)}")

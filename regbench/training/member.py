@@ -6,13 +6,15 @@ import os
 import platform
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..config import Config
-from ..core import console as fmt
+from ..core import console
+from ..core.errors import DivergedError, Pruned, RegbenchError
 from ..core.resources import freed_memory_kept
 from ..core.values import first_head, one_or_list
 from ..core.version import __version__
@@ -21,6 +23,52 @@ from ..nn.model import weights_and_kernels
 from ..rundir import METRICS, RunWriter, read_jsonl
 from .infer import show_samples
 from .plan import Setup
+
+
+@dataclass
+class EpochStats:
+    """One member's numbers for one finished epoch (accuracies per head), as the loop measured them."""
+
+    cost: float
+    train_acc: list[float]
+    val_loss: float | None
+    val_acc: list[float] | None
+    lr: float
+    grad_norm: float
+    grad_norm_first: float
+    t_epoch: float  # perf_counter at the epoch's start
+    steps_s: float
+    eval_s: float
+    train_eval_loss: float | None = None  # with train.eval_train
+    train_eval_acc: list[float] | None = None
+
+
+@dataclass
+class TestResult:
+    """One member's test phase: loss and accuracies per head, probabilities, parameter statistics."""
+
+    loss: float | None
+    acc: list[float] | None
+    probs: list[torch.Tensor] | None  # per head, (N_test, classes)
+    answers: torch.Tensor  # the test labels, (N_test, heads)
+    seconds: float
+    params: dict[str, float | int]
+    weights: list[torch.Tensor]
+
+
+def status_of(e: BaseException) -> tuple[str, str | None]:
+    """The run status an exception ends a run with, and the error recorded with it (one line): the one
+    mapping used by the training loop and the runner."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted", None
+    if isinstance(e, Pruned):
+        return "pruned", str(e)
+    if isinstance(e, DivergedError):
+        return "diverged", str(e)
+    if isinstance(e, RegbenchError):
+        return "failed", str(e)
+    first_line = str(e).splitlines()[0] if str(e) else ""
+    return "failed", f"{e.__class__.__name__}: {first_line}"
 
 
 def versions() -> dict[str, str]:
@@ -34,11 +82,13 @@ def now_iso() -> str:
 class Member:
     """One run's bookkeeping: run directory, summary, log, best weights, early stopping and checkpoints.
 
-    A single run has one; K models trained side by side (regbench.training.group) have one each, so every member
+    A single run has one; K models trained side by side (`engines.Stacked`) have one each, so every member
     writes an ordinary run directory.
     """
 
-    def __init__(self, cfg: Config, setup: Setup, path: Path, say: fmt.Printer, epochs: int, ckpt: dict | None = None):
+    def __init__(
+        self, cfg: Config, setup: Setup, path: Path, say: console.Printer, epochs: int, ckpt: dict | None = None
+    ):
         tc = cfg.train
         self.cfg, self.path, self.say = cfg, path, say
         self.writer = RunWriter(path)
@@ -89,7 +139,6 @@ class Member:
             self.first_epoch, t_offset = ckpt["epoch"] + 1, ckpt["summary"].get("train_s", 0.0)
         self.writer.write_summary(self.summary, now=True)
         self.t0 = self.t_report = time.perf_counter() - t_offset
-        self.last_checkpoint = time.perf_counter()
         self.checkpointed = ckpt["epoch"] if ckpt else 0  # the epoch of the last checkpoint written
 
     def diverged_message(self, epoch: int, start: int, losses: torch.Tensor) -> str:
@@ -104,24 +153,19 @@ class Member:
             f" (step {start + bad + 1} of the run); the run is marked diverged and {kept}; lower the learning rate"
         )
 
-    def end_epoch(self, epoch: int, start: int, losses: torch.Tensor, stats: dict[str, Any], state) -> bool:
+    def end_epoch(self, epoch: int, start: int, losses: torch.Tensor, stats: EpochStats, state) -> bool:
         """Log one finished epoch (metrics, steps, summary, report line), keep the best weights (`state()`
         gives them) and apply early stopping; True when the member stops here."""
         tc, summary = self.cfg.train, self.summary
         n_steps = len(losses)
-        cost, train_acc, val_loss, val_acc = stats["cost"], stats["train_acc"], stats["val_loss"], stats["val_acc"]
-        row = {"epoch": epoch, "train_loss": cost, "train_acc": one_or_list(train_acc)}
+        cost, val_loss, val_acc = stats.cost, stats.val_loss, stats.val_acc
+        row = {"epoch": epoch, "train_loss": cost, "train_acc": one_or_list(stats.train_acc)}
         row.update(val_loss=val_loss, val_acc=one_or_list(val_acc))
         if tc.eval_train:
-            row["train_eval_loss"], row["train_eval_acc"] = (
-                stats["train_eval_loss"],
-                one_or_list(stats["train_eval_acc"]),
-            )
+            row.update(train_eval_loss=stats.train_eval_loss, train_eval_acc=one_or_list(stats.train_eval_acc))
         now = time.perf_counter()
-        row.update(lr=stats["lr"], grad_norm=stats["grad_norm"], grad_norm_first=stats["grad_norm_first"])
-        row.update(
-            epoch_s=now - stats["t_epoch"], total_s=now - self.t0, steps_s=stats["steps_s"], eval_s=stats["eval_s"]
-        )
+        row.update(lr=stats.lr, grad_norm=stats.grad_norm, grad_norm_first=stats.grad_norm_first)
+        row.update(epoch_s=now - stats.t_epoch, total_s=now - self.t0, steps_s=stats.steps_s, eval_s=stats.eval_s)
         self.row = row
         self.writer.add_metrics(row)
         if tc.log_every:
@@ -133,9 +177,10 @@ class Member:
         summary.update(epochs_done=epoch, steps_done=start + n_steps, train_loss=cost, train_s=now - self.t0)
         summary.update(train_acc=row["train_acc"], val_acc=row["val_acc"], val_loss=val_loss)
         if tc.report > 0 and epoch % tc.report == 0:
-            line = fmt.epoch_line(epoch, cost, train_acc, val_acc, int(now - self.t_report), int(now - self.t0))
+            secs, total = int(now - self.t_report), int(now - self.t0)
+            line = console.epoch_line(epoch, cost, stats.train_acc, val_acc, secs, total)
             if tc.eval_train:
-                line += f" [train eval {fmt.acc_text(stats['train_eval_acc'])}]"
+                line += f" [train eval {console.acc_text(stats.train_eval_acc)}]"
             self.say(line)
             self.t_report = now
         # best epoch and early stopping, watched on the first head
@@ -150,16 +195,9 @@ class Member:
             self.say(f"Early stop after epoch {epoch}: no {es.metric} improvement in {es.patience} epochs")
         return stop
 
-    def checkpoint_due(self, last_epoch: bool) -> bool:
-        """Checkpoint after this epoch? After every epoch with `checkpoint_every: 0`; else once that many
-        seconds passed since the last one (very short epochs would otherwise pay for one each), and
-        always after the last epoch. A resume continues exactly from whichever was written last."""
-        every = self.cfg.train.checkpoint_every
-        return last_epoch or every <= 0 or time.perf_counter() - self.last_checkpoint >= every
-
     def checkpoint(self, epoch: int, model: dict, optimizer: dict, rng: dict) -> None:
         """Everything needed to continue after `epoch` (what `resume` reads), then the summary."""
-        self.last_checkpoint, self.checkpointed = time.perf_counter(), epoch
+        self.checkpointed = epoch
         state = {"epoch": epoch, "model": model, "optimizer": optimizer, "rng": rng, "summary": self.summary}
         state.update(log=self.say.lines, stopper_bad=self.stopper.bad if self.stopper else 0)
         self.writer.save_checkpoint(state)
@@ -168,40 +206,41 @@ class Member:
     def end_training(self) -> None:
         """The training loop is over: its time (tests excluded, as the book's `train ended in N secs`)."""
         self.train_s = time.perf_counter() - self.t0
-        self.say(fmt.train_ended(self.cfg.name, int(self.train_s)))
+        self.say(console.train_ended(self.cfg.name, int(self.train_s)))
 
     def finish(
-        self, last: dict, tested: dict, results: dict[str, Any], info: DataInfo, lang: str, report_test: bool = True
+        self, last: dict, tested: dict, result: TestResult, info: DataInfo, lang: str, report_test: bool
     ) -> None:
         """Save the last weights, print the book's test report, samples and parameter statistics (only
         saved, not printed, with `report_test=False`)."""
         cfg, summary, say = self.cfg, self.summary, self.say
-        train_s = self.train_s
         self.writer.save_model(last)
         if tested is not last:
             summary["tested"] = f"best (epoch {summary['best_epoch']})"
-        test_loss, test_acc, probs = results["test_loss"], results["test_acc"], results["test_probs"]
         if report_test:
-            say(fmt.test_report(cfg.name, test_acc or [float("nan")], int(results["test_s"])))
-        if report_test and cfg.train.show > 0 and probs is not None:
-            show_samples(probs, results["test_y"], info, cfg, lang, say)
-        stats = results["params"]
+            say(console.test_report(cfg.name, result.acc or [float("nan")], int(result.seconds)))
+        if report_test and cfg.train.show > 0 and result.probs is not None:
+            show_samples(result.probs, result.answers, info, cfg, lang, say)
+        stats = result.params
         if cfg.train.show_params:
             if report_test:
-                say(fmt.near_zero_line(stats["near_zero"], stats["weights"]))
-                say(fmt.param_dist_line(stats["mean"], stats["std"], lang))
-            save_param_hist(results["weights"], self.path / "params_hist.png")
+                say(console.near_zero_line(stats["near_zero"], stats["weights"]))
+                say(console.param_dist_line(stats["mean"], stats["std"], lang))
+            save_param_hist(result.weights, self.path / "params_hist.png")
         final_train = first_head(self.row.get("train_eval_acc", summary.get("train_acc")))
         final_val = first_head(summary.get("val_acc"))
         gap = None if final_train is None or final_val is None else final_train - final_val
-        summary.update(status="completed", test_acc=one_or_list(test_acc), test_loss=test_loss, train_s=train_s)
-        summary.update(gap=gap, params=stats, test_s=results["test_s"])
+        summary.update(status="completed", test_acc=one_or_list(result.acc), test_loss=result.loss)
+        summary.update(train_s=self.train_s, gap=gap, params=stats, test_s=result.seconds)
 
     def close(self, status: str | None = None, error: str | None = None) -> None:
         """Write the summary and log (always, whatever happened); `status` overrides a failed run's."""
         if status is not None:
             self.summary["status"] = status
-        if error is not None:
+        if status == "pruned":  # finished, not failed: the pruner's reason is not an error
+            self.summary.pop("error", None)
+            self.summary["pruned"] = error
+        elif error is not None:
             self.summary["error"] = error
         self.summary["ended_at"] = now_iso()
         self.writer.write_summary(self.summary, now=True)
@@ -235,7 +274,7 @@ class EarlyStopper:
 def save_param_hist(weights: list[torch.Tensor] | torch.nn.Module, file: Path) -> None:
     """The book's show_param_dist figure: 100-bin density histogram of weights and kernels (of a model, or
     given as tensors), mu and sigma on it."""
-    from ..analysis.plots import param_hist
+    from ..core.figures import param_hist
 
     if isinstance(weights, torch.nn.Module):
         weights = weights_and_kernels(weights)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,11 +12,58 @@ import torch
 
 from ..config import Config
 from ..core.errors import ConfigError
-from ..core.resources import check_fits, free_cores, keep_freed_memory
+from ..core.resources import free_cores, keep_freed_memory
 from ..data import DataInfo, Dataset, load_data
-from ..resolve import check_config
+from ..resolve import check_config, check_model_memory
 
 GRAD_NORM_SAMPLES = 4  # gradient norms are measured on at most this many steps per epoch (kept cheap)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The schedule every engine follows, fixed once from the config and the training split's size: batch size,
+    steps per epoch, epochs, the run's total steps and which steps sample gradient norms. A run alone and a run
+    side by side read the same Plan, so they take the same steps and sample the same ones."""
+
+    batch_size: int
+    steps: int  # per full epoch
+    total_steps: int  # train.iterations, or steps × epochs
+    epochs: int
+    n_train: int
+    drop_last: bool
+    norm_every: int  # gradient norms are sampled on steps 0, norm_every, 2·norm_every, … of each epoch
+
+    @classmethod
+    def of(cls, cfg: Config, n_train: int) -> Plan:
+        tc = cfg.train
+        bs = min(tc.batch_size, n_train)
+        steps = n_train // bs if tc.drop_last else math.ceil(n_train / bs)
+        total = tc.iterations or steps * tc.epochs
+        return cls(bs, steps, total, math.ceil(total / steps), n_train, tc.drop_last, -(-steps // GRAD_NORM_SAMPLES))
+
+    def start(self, epoch: int) -> int:
+        """The run's step index at which `epoch` (1-based) begins."""
+        return (epoch - 1) * self.steps
+
+    def steps_in(self, epoch: int) -> int:
+        """Steps taken in `epoch`: a full epoch, or fewer in the last one of a run given in iterations."""
+        return min(self.steps, self.total_steps - self.start(epoch))
+
+    def sampled(self, n_steps: int) -> int:
+        """How many steps of an epoch of `n_steps` sample gradient norms."""
+        return len(range(0, n_steps, self.norm_every))
+
+    def seen(self, n_steps: int) -> int:
+        """Training samples seen in an epoch of `n_steps` (the accuracy's denominator)."""
+        return n_steps * self.batch_size if self.drop_last or n_steps < self.steps else self.n_train
+
+    def progress(self, step: int) -> float:
+        """The run's step `step` as a fraction of epochs (the learning-rate schedule's clock)."""
+        return step / self.steps
+
+    @property
+    def total_epochs(self) -> float:
+        return self.total_steps / self.steps
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -100,10 +148,7 @@ def prepare(cfg: Config, threads: int | None = None) -> Setup:
     """
     device = resolve_device(cfg.train.device)
     info, rows = check_config(cfg)
-    params = sum(r.weights + r.other for r in rows) * cfg.train.ensemble
-    check_fits(
-        params * 4 * 4, f"the model ({params:,} parameters with gradients and optimizer state)", "model.layers", device
-    )
+    check_model_memory(rows, cfg, device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.train.threads or threads or free_cores())
     if cfg.train.reuse_memory:
