@@ -34,11 +34,11 @@ train: {{epochs: 1, show: 0}}
 def test_the_issue_s_groups_are_there():
     for name in ("flowers-regularizers", "dlfs-digits", "office31-regularizers", "dlfs-fashion", "cifar10-workshop"):
         assert name in SUITES
-    assert [s.name for s in lib.resolve("flowers-regularizers", CONFIGS / "suites.yaml")] == [
+    assert [s.name for s in lib.find_suites("flowers-regularizers", CONFIGS / "suites.yaml")] == [
         "flowers-l2-l1",
         "flowers-cnn",
     ]
-    assert len(lib.resolve("five-regularizers", CONFIGS / "suites.yaml")) == 3
+    assert len(lib.find_suites("five-regularizers", CONFIGS / "suites.yaml")) == 3
 
 
 @pytest.mark.parametrize("name", LEAVES)
@@ -109,7 +109,7 @@ def test_runs_that_stack_train_as_one_pass_and_the_others_one_by_one(tmp_path):
         write(tmp_path / f"{name}.yaml", TINY.format(name=name, l2=l2))
     write(tmp_path / "c.yaml", TINY.format(name="c", l2=0).replace("chn: 4", "chn: 6"))
     suites = write(tmp_path / "suites.yaml", "g:\n  configs: [a.yaml, b.yaml, c.yaml]\nall:\n  groups: [g]\n")
-    (leaf,) = lib.resolve("all", suites)
+    (leaf,) = lib.find_suites("all", suites)
     plan = lib.plan_suite(leaf, seeds=2)
     assert [[c.name for c in p] for p in plan.passes] == [["a", "a", "b", "b"], ["c", "c"]]
     res = runner.invoke(
@@ -158,7 +158,7 @@ def test_bad_suites_files(tmp_path):
     for text, message in cases.items():
         path = write(tmp_path / "s.yaml", text)
         with pytest.raises(ConfigError) as e:
-            for leaf in lib.resolve("x", path):
+            for leaf in lib.find_suites("x", path):
                 lib.plan_suite(leaf)
         assert message in str(e.value) and str(path) in str(e.value), (text, str(e.value))
 

@@ -82,7 +82,7 @@ def suite(
         return
     if target is None:
         raise fail("give a group NAME or a FILE (`regbench suite --list` shows the groups)")
-    leaves = guarded(lib.resolve, target, file)
+    leaves = guarded(lib.find_suites, target, file)
     seed_spec = parse_seeds(seeds)
     kw = {"seeds": seed_spec, "overrides": set_ or [], "smoke": smoke, "check_data": not dry_run}
     plans = [guarded(lib.plan_suite, s, **kw) for s in leaves]

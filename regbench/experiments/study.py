@@ -30,17 +30,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import RegbenchError
+from ..core.errors import Pruned, RegbenchError
 from ..core.files import file_lock, pid_alive
+from ..core.values import first_head
+from .sweep_spec import STUDY_DB
 
 if TYPE_CHECKING:
     import optuna
 
-    from .sweep import ParamSpec, Sweep
+    from .sweep_spec import ParamSpec, PruneSpec, Sweep
 
 SLOT = "regbench_trial"  # user attr: the slot (trial) number, kept by re-enqueued copies
 OWNER = "regbench_owner"  # user attr: {"host", "pid"} of the sweep process running it
 STATUS = "regbench_status"  # user attr: completed | pruned | diverged | failed | interrupted
+VALUES = "regbench_values"  # user attr: the metric of each seed
+ERROR = "regbench_error"  # user attr: the first error of a trial that did not complete (500 characters at most)
+RETRY_OF = "regbench_retry_of"  # user attr of a re-enqueued copy: the Optuna trial number it continues
+META = "regbench"  # study attr: {"sweep", "identity", "ready"} (ready: every slot is enqueued)
 HEARTBEAT_S, GRACE_S = 10, 60  # a running slot beats every 10 s; 60 s without a beat → it is re-enqueued
 READY_WAIT_S = 120  # a joining worker waits this long for the creator to finish enqueueing the slots
 HOST = socket.gethostname()
@@ -71,7 +77,13 @@ def masked(url: str) -> str:
         return url
 
 
+def default_storage(sweep_dir: Path) -> str:
+    """The study's URL when no --storage is given: a SQLite file in the sweep folder."""
+    return f"sqlite:///{(sweep_dir / STUDY_DB).resolve()}"
+
+
 def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other databases and in-memory SQLite)."""
     if not url.startswith("sqlite:"):
         return None
     from sqlalchemy.engine import make_url
@@ -228,18 +240,18 @@ class SweepStudy:
                 ) from None
             self._wait_ready(study, say)
             return study
-        study.set_user_attr("regbench", {"sweep": self.sweep.name, "identity": self.sweep.identity, "ready": False})
+        study.set_user_attr(META, {"sweep": self.sweep.name, "identity": self.sweep.identity, "ready": False})
         fixed = self.sweep.fixed_points()
         for slot in range(self.sweep.trials):
             params = {k: encode(v) for k, v in fixed[slot].items()} if slot < len(fixed) else {}
             study.enqueue_trial(params, user_attrs={SLOT: slot}, skip_if_exists=False)
-        study.set_user_attr("regbench", {"sweep": self.sweep.name, "identity": self.sweep.identity, "ready": True})
+        study.set_user_attr(META, {"sweep": self.sweep.name, "identity": self.sweep.identity, "ready": True})
         return study
 
     def _wait_ready(self, study: optuna.Study, say) -> None:
         t0 = time.monotonic()
         told = False
-        while not (study.user_attrs.get("regbench") or {}).get("ready"):
+        while not (study.user_attrs.get(META) or {}).get("ready"):
             if time.monotonic() - t0 > READY_WAIT_S:
                 raise StudyError(
                     f"study {self.name} in {masked(self.url)} has no trial list after {READY_WAIT_S} s (its creator may"
@@ -319,9 +331,9 @@ class SweepStudy:
         try:
             self.storage.set_trial_user_attr(trial_id, STATUS, status)
             if values is not None:
-                self.storage.set_trial_user_attr(trial_id, "regbench_values", values)
+                self.storage.set_trial_user_attr(trial_id, VALUES, values)
             if error:
-                self.storage.set_trial_user_attr(trial_id, "regbench_error", error[:500])
+                self.storage.set_trial_user_attr(trial_id, ERROR, error[:500])
         except optuna.exceptions.UpdateFinishedTrialError:
             return False
         if status == "completed" and value is not None:
@@ -382,10 +394,11 @@ def requeue(study: optuna.Study, frozen: Any) -> None:
     if SLOT not in frozen.user_attrs:
         return
     params = {**frozen.system_attrs.get("fixed_params", {}), **frozen.params}
-    study.enqueue_trial(params, user_attrs={SLOT: frozen.user_attrs[SLOT], "regbench_retry_of": frozen.number})
+    study.enqueue_trial(params, user_attrs={SLOT: frozen.user_attrs[SLOT], RETRY_OF: frozen.number})
 
 
-def make_pruner(prune: Any):
+def make_pruner(prune: PruneSpec | None):
+    """Optuna's median pruner for the sweep's `prune` (a no-op pruner without one)."""
     optuna = import_optuna()
     if prune is None or prune.type == "none":
         return optuna.pruners.NopPruner()
@@ -404,7 +417,7 @@ class Reporter:
     url: str
     study_name: str
     trial_id: int
-    prune: Any  # the sweep's PruneSpec
+    prune: PruneSpec
     loss: bool  # report val_loss (the metric is a loss) instead of val_acc
     report: bool = True  # the first seed reports; every seed asks the pruner
     last_epoch: int | None = None  # never pruned there: the run is as good as finished
@@ -412,9 +425,7 @@ class Reporter:
     def __call__(self, row: dict[str, Any]) -> None:
         from ..core.errors import Pruned
 
-        value = row.get("val_loss" if self.loss else "val_acc")
-        if isinstance(value, list):
-            value = value[0] if value else None
+        value = first_head(row.get("val_loss" if self.loss else "val_acc"))
         if value is None:
             return
         optuna = import_optuna()
@@ -428,7 +439,7 @@ class Reporter:
         epoch = int(row["epoch"])
         try:
             if self.report:
-                storage.set_trial_intermediate_value(self.trial_id, epoch, float(value))
+                storage.set_trial_intermediate_value(self.trial_id, epoch, value)
             trial = storage.get_trial(self.trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
             return

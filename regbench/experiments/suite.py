@@ -31,6 +31,7 @@ from ..config import NAME_RE, Config, override_at, parse_override
 from ..core.errors import ConfigError, DataError, DivergedError, RegbenchError
 from ..core.schema import describe, parse, read_yaml_file, require
 from ..resolve import load_config
+from .sweep_spec import check_files
 
 SUITES_FILE = Path("configs") / "suites.yaml"  # where `regbench suite NAME` looks first (then beside the package)
 SMOKE_LIMIT = {"train": 10, "val": 5, "test": 5}  # samples per split in a smoke run (stratified caps)
@@ -165,7 +166,7 @@ def expand(name: str, suites: dict[str, Suite], stack: tuple[str, ...] = ()) -> 
     return out
 
 
-def resolve(target: str | Path, suites_file: str | Path | None = None) -> list[Suite]:
+def find_suites(target: str | Path, suites_file: str | Path | None = None) -> list[Suite]:
     """What `regbench suite TARGET` runs: a group name from the suites file, a group file of its own (a YAML
     with `configs:`), or a suites file (all of its groups). Returns the groups with configs, in order."""
     text = str(target)
@@ -269,10 +270,9 @@ def plan_suite(
     `smoke` (or `check_data=False`: `Plan.absent` names them); expand the seeds; group the runs into passes.
     Raises ConfigError or DataError (one line) before anything is written."""
     from ..training.execute import seed_list, stack_key
-    from .sweep import check_files
 
     if suite.composite:
-        raise ConfigError(f"group '{suite.name}' runs other groups; resolve() expands it", source=suite.source)
+        raise ConfigError(f"group '{suite.name}' runs other groups; find_suites() expands it", source=suite.source)
     extra = override_dict(overrides)
     loaded: list[tuple[Path, Config]] = []
     for file in suite.configs:
