@@ -1,4 +1,5 @@
-"""Layer list → torch model: the builder loop, weight init, and the book's parameter statistics."""
+"""Layer list → torch model (each layer by its registered plain or stacked builder, `registry.build_layers`),
+weight init, and the book's parameter statistics."""
 
 from __future__ import annotations
 

@@ -28,6 +28,8 @@ class LayerError(ValueError):
 
 @dataclass(frozen=True)
 class BuildContext:
+    """What a build function needs beside its arguments and input shape."""
+
     activation: str = "relu"  # model.activation, the default actfunc
     members: int = 1  # K same-shaped models side by side
     path: str = "model.layers"  # key path of the layer being built, for errors in nested blocks
@@ -43,6 +45,8 @@ Builder = Callable[[Any, Shape, BuildContext], tuple[list[nn.Module], Shape]]
 
 @dataclass
 class LayerType:
+    """A registered layer type: its parameters, its one-model builder and its K-member builder."""
+
     name: str
     args: type  # frozen dataclass of the layer's parameters
     build: Builder  # one model
@@ -87,6 +91,8 @@ def layer(name: str, args: type, *, per_member: bool = False) -> Callable[[Build
 
 @dataclass(frozen=True)
 class LayerSpec:
+    """One parsed layer list entry (regbench.nn.spec.parse_layer)."""
+
     type: str
     args: Any  # the type's argument dataclass
 
