@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from regbench.config import InitConfig, ModelConfig
-from regbench.nn.layers import LAYERS, BatchNormal, Dropout, Noise, parse_layers
 from regbench.nn.model import build_model, init_weights, param_stats, weights_and_kernels
+from regbench.nn.modules import BatchNormal, Dropout, Noise
+from regbench.nn.registry import LAYERS
+from regbench.nn.spec import parse_layers
 from regbench.resolve import load_config
 
 

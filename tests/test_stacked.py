@@ -11,8 +11,10 @@ import regbench
 from regbench.config import OptimizerConfig
 from regbench.core.errors import DivergedError
 from regbench.nn.model import build_model, init_weights
+from regbench.nn.registry import LAYERS
 from regbench.optim import OPTIMIZERS, make_optimizer
 from regbench.resolve import load_config
+from regbench.stacked import layers as stacked_layers
 from regbench.stacked.optim import StackedOptimizer
 from regbench.training.execute import can_stack, stack_key, train_group
 
@@ -254,3 +256,38 @@ def test_stacked_init_equals_solo_init():
         init_weights(solo, cfg.model.init, seed)
         for (name, p), q in zip(net.state_dict().items(), solo.state_dict().values(), strict=True):
             assert torch.equal(p[m], q), name
+
+
+def test_every_layer_type_has_a_stacked_builder_and_plain_builds_hold_no_stacked_modules():
+    assert [n for n in LAYERS if LAYERS[n].stacked_build is None] == []
+    layers = [
+        ["batch_normal"],
+        ["conv", {"ksize": 3, "chn": 4, "batch_normal": True}],
+        ["residual", {"layers": [["conv", {"ksize": 3, "chn": 6}], ["max", {"stride": 2}]]}],
+        ["dropout", {"keep_prob": 0.5}],
+        ["parallel", {"branches": [[6], [["noise"], 4]]}],
+    ]
+    cfg = tiny(model__layers=layers)
+    net, _ = build_model(cfg.model, (1, 8, 8), [3])
+    stacked_types = {
+        c for c in vars(stacked_layers).values() if isinstance(c, type) and c.__name__.startswith("Stacked")
+    }
+    assert not any(type(m) in stacked_types for m in net.modules())
+    net, _ = build_model(cfg.model, (1, 8, 8), [3], members=[cfg.model] * 2)
+    assert not any(type(m) in (torch.nn.Linear, torch.nn.Conv2d) for m in net.modules())
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_stacked_optimizer_zero_grad_honours_set_to_none_like_torch(set_to_none):
+    params = [torch.randn(2, 3, requires_grad=True), torch.randn(2, requires_grad=True)]
+    opt = StackedOptimizer(params, [OptimizerConfig(name="sgd", lr=0.1)] * 2)
+    params[0].grad = torch.ones(2, 3)  # params[1] has no gradient yet: it stays None either way
+    kept = params[0].grad
+    opt.zero_grad(set_to_none=set_to_none)
+    if set_to_none:
+        assert params[0].grad is None
+    else:
+        assert params[0].grad is kept and torch.equal(kept, torch.zeros(2, 3))
+    assert params[1].grad is None
+    opt.zero_grad()  # torch's default: set_to_none=True
+    assert params[0].grad is None

@@ -13,8 +13,8 @@ from conftest import tiny
 import regbench
 from regbench.config import InitConfig, OptimizerConfig
 from regbench.core.errors import ConfigError
-from regbench.nn.layers import BatchNormal
 from regbench.nn.model import build_model, init_tensor, init_weights
+from regbench.nn.modules import BatchNormal
 from regbench.optim import OPTIMIZERS, lr_at, make_optimizer
 from regbench.resolve import load_config
 from regbench.rundir import load_run

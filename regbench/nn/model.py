@@ -1,4 +1,5 @@
-"""Layer list → torch model: the builder loop, weight init, and the book's parameter statistics."""
+"""Layer list → torch model (each layer by its registered plain or stacked builder, `registry.build_layers`),
+weight init, and the book's parameter statistics."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from torch import nn
 from ..config import InitConfig, ModelConfig
 from ..core.errors import ConfigError
 from ..stacked.layers import StackedConv2d, StackedLinear
-from .layers import BuildContext, Shape, build_one, describe_spec, flat_size, flatten_layer, linear_layer, parse_layers
+from .layers import FullArgs
+from .registry import BuildContext, LayerSpec, Shape, build_layers, build_one
+from .spec import describe_spec, parse_layers
 
 MAX_PARAMS = 2_000_000_000  # a model this large would not fit a student's machine; refuse before allocating
 
@@ -50,7 +53,7 @@ class Net(nn.Module):
 
 
 @dataclass(frozen=True)
-class Row:
+class LayerRow:
     """One line of `regbench show`: a layer, its output shape and its parameter counts."""
 
     index: str
@@ -58,6 +61,9 @@ class Row:
     shape: Shape
     weights: int  # weights and kernels (the book's count)
     other: int  # biases, batch_normal scale/shift
+
+
+Row = LayerRow  # the old name, until regbench/resolve.py imports LayerRow (then delete this line)
 
 
 def is_weight_layer(m: nn.Module) -> bool:
@@ -76,7 +82,7 @@ def count(mods: list[nn.Module]) -> tuple[int, int]:
 
 def build_model(
     cfg: ModelConfig, input_shape: Shape, heads: list[int], members: list[ModelConfig] | None = None
-) -> tuple[Net, list[Row]]:
+) -> tuple[Net, list[LayerRow]]:
     """Build the layer list for `input_shape` (C, H, W) or (F,) with one output unit per class of each head.
 
     With `members` (K model configs that differ only in per-member values such as dropout keep_prob),
@@ -92,21 +98,22 @@ def build_model(
     return _build(specs, input_shape, heads, ctx, variants)
 
 
-def _build(specs, input_shape: Shape, heads: list[int], ctx: BuildContext, variants) -> tuple[Net, list[Row]]:
-    shape, body, rows, total = tuple(input_shape), [], [], 0
-    rows.append(Row("", "input", shape, 0, 0))
-    for i, spec in enumerate(specs):
-        mods, shape = build_one(spec, shape, ctx, f"model.layers[{i}]", [v[i] for v in variants] if variants else None)
-        weights, other = count(mods)
+def _build(specs, input_shape: Shape, heads: list[int], ctx: BuildContext, variants) -> tuple[Net, list[LayerRow]]:
+    shape = tuple(input_shape)
+    rows, total = [LayerRow("", "input", shape, 0, 0)], 0
+    built = build_layers(specs, shape, ctx, "model.layers", variants)
+    for i, (spec, (mod, shape)) in enumerate(zip(specs, built, strict=True)):
+        weights, other = count([mod])
         total += weights + other
-        rows.append(Row(str(i), describe_spec(spec), shape, weights, other))
-        body.append(nn.Sequential(*mods))
+        rows.append(LayerRow(str(i), describe_spec(spec), shape, weights, other))
     n_out = sum(heads)
-    out = nn.Sequential(*flatten_layer(shape, ctx), linear_layer(flat_size(shape), n_out, True, ctx))
+    # the output layer: a full layer without activation, built like any other (plain or stacked)
+    mods, _ = build_one(LayerSpec("full", FullArgs(n_out, actfunc="none")), shape, ctx, "model.out")
+    out = nn.Sequential(*mods)
     weights, other = count([out])
     total += weights + other
     head_text = f" heads {'+'.join(map(str, heads))}" if len(heads) > 1 else ""
-    rows.append(Row("out", "output (full, no actfunc)" + head_text, (n_out,), weights, other))
+    rows.append(LayerRow("out", "output (full, no actfunc)" + head_text, (n_out,), weights, other))
     if total * ctx.members > MAX_PARAMS:
         raise ConfigError(
             f"the model has {total * ctx.members:,} parameters, more than the {MAX_PARAMS:,} regbench allows; "
@@ -114,7 +121,7 @@ def _build(specs, input_shape: Shape, heads: list[int], ctx: BuildContext, varia
             path="model.layers",
         )
     conv = len(input_shape) == 3
-    return Net(body, out, heads, conv), rows
+    return Net([mod for mod, _ in built], out, heads, conv), rows
 
 
 def relu_after_max(net: Net) -> int:

@@ -73,8 +73,18 @@ class StackedOptimizer:
         self.lr = [torch.where(a, lr, 0.0) for a, lr in zip(self.active, self.lr, strict=True)]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """As torch.optim.Optimizer.zero_grad: drop the gradients, or zero them in place (`set_to_none=False`)."""
         for p in self.params:
-            p.grad = None
+            if p.grad is None:
+                continue
+            if set_to_none:
+                p.grad = None
+            else:
+                if p.grad.grad_fn is not None:
+                    p.grad.detach_()
+                else:
+                    p.grad.requires_grad_(False)
+                p.grad.zero_()
 
     @torch.no_grad()
     def step(self) -> None:
