@@ -17,10 +17,10 @@ from .core.resources import check_fits
 from .core.schema import describe, parse, read_yaml_file
 from .data import DATASETS, DataInfo, check_data_keys, data_info
 from .nn.layers import normalize_layers
-from .nn.model import Row, build_model
+from .nn.model import LayerRow, build_model
 
 
-def check_config(cfg: Config) -> tuple[DataInfo, list[Row]]:
+def check_config(cfg: Config) -> tuple[DataInfo, list[LayerRow]]:
     """Everything that can be checked before any work: the data set's shape and the model built on it."""
     info = data_info(cfg.data)
     with torch.device("meta"):
@@ -29,7 +29,7 @@ def check_config(cfg: Config) -> tuple[DataInfo, list[Row]]:
     return info, rows
 
 
-def check_model_memory(rows: list[Row], cfg: Config, device: torch.device | None) -> None:
+def check_model_memory(rows: list[LayerRow], cfg: Config, device: torch.device | None) -> None:
     """Weights, gradients and two optimizer states in float32 must fit the machine (or the GPU)."""
     params = sum(r.weights + r.other for r in rows) * cfg.train.ensemble
     what = f"the model ({params:,} parameters with gradients and optimizer state)"

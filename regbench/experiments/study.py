@@ -423,7 +423,6 @@ class Reporter:
     last_epoch: int | None = None  # never pruned there: the run is as good as finished
 
     def __call__(self, row: dict[str, Any]) -> None:
-        from ..core.errors import Pruned
 
         value = first_head(row.get("val_loss" if self.loss else "val_acc"))
         if value is None:

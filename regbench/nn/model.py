@@ -63,7 +63,6 @@ class LayerRow:
     other: int  # biases, batch_normal scale/shift
 
 
-Row = LayerRow  # the old name, until regbench/resolve.py imports LayerRow (then delete this line)
 
 
 def is_weight_layer(m: nn.Module) -> bool:
