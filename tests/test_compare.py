@@ -16,14 +16,9 @@ import pytest
 from rundirs import fake_run, metrics_rows, train_runs
 from typer.testing import CliRunner
 
-from regbench.analysis.compare import (
-    CompareError,
-    collect_runs,
-    compare,
-    model_summary,
-    parse_where,
-    regularizer_text,
-)
+from regbench.analysis.columns import model_summary, regularizer_text
+from regbench.analysis.compare import CompareError, compare
+from regbench.analysis.selection import collect_runs, parse_where
 from regbench.cli.main import app
 from regbench.core.stats import Stat, verdict, welch_p
 from regbench.rundir import load_run
@@ -277,6 +272,23 @@ def test_model_and_regularizer_text():
     assert regularizer_text({}) == "-" and model_summary({"model": {"layers": [["?", 1]]}}) == "?"
 
 
+def test_regularizer_inside_blocks_shows_in_compare(tmp_path):
+    nested = [
+        ["serial", {"repeat": 2, "layers": [["conv", {"ksize": 3, "chn": 4}], ["dropout", {"keep_prob": 0.6}]]}],
+        ["parallel", {"branches": [[["noise", {"std": 0.05}]], [["residual", {"layers": [["batch_normal"]]}]]]}],
+        ["max", {"stride": 2}],
+        16,
+    ]
+    fake_run(tmp_path / "r" / "nested", summary={"test_acc": 0.5}, model__layers=nested)
+    comp = compare([tmp_path / "r"], columns="model,regularizer")
+    row = comp.rows[0].values
+    assert row["regularizer"] == "dropout 0.6, noise 0.05, batch_normal"
+    assert row["model"] == (
+        "serial×2[conv(3,4)-dropout(0.6)]-parallel[noise(normal std=0.05) | residual[batch_normal]]-max(2)-16"
+    )
+    assert "| dropout 0.6, noise 0.05, batch_normal |" in comp.render("markdown")
+
+
 # ----------------------------------------------------------------------------------------------- plot and CLI
 def png_size(path):
     from PIL import Image
@@ -389,7 +401,8 @@ def test_a_seed_run_twice_counts_once_in_its_group(tmp_path):
     ],
 )
 def test_malformed_where_is_an_error(expr, message):
-    from regbench.analysis.compare import CompareError, parse_where
+    from regbench.analysis.compare import CompareError
+    from regbench.analysis.selection import parse_where
 
     with pytest.raises(CompareError, match=re.escape(message)):
         parse_where([expr])

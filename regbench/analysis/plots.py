@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.values import first_head
+
 DPI = 90  # small PNGs (tens of KB) that still read well in a report
 
 
@@ -59,15 +61,6 @@ class Curves:
     label: str
     metrics: list[list[dict[str, Any]]]
     steps: list[list[dict[str, Any]]] = field(default_factory=list)
-
-
-def first_head(value: Any) -> float | None:
-    """An accuracy is a number for one head and a list for several: the first head's value as a float."""
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if np.isfinite(value) else None
 
 
 def band(series: Sequence[dict[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,23 +24,17 @@ import numpy as np
 import torch
 
 from ..core.errors import RegbenchError, RunDirError
-from ..rundir import CONFIG, LOG, METRICS, MODEL, SUMMARY, Run
+from ..core.values import first_head
+from ..resolve import load_config
+from ..rundir import CONFIG, LOG, METRICS, MODEL, STEPS, SUMMARY, Run
+from ..training.infer import load_model, probabilities
 from . import plots
-from .compare import (
-    STEPS,
-    CompareError,
-    Comparison,
-    Row,
-    _flat_items,
-    _short,
-    compare,
-    first,
-    group_key,
-    model_summary,
-)
+from .aggregation import TableRow, flat_items, group_key
+from .columns import CompareError, model_summary, short_text
+from .compare import Comparison, compare, plot_curves
+from .render import markdown_table
 
 RUN_FILES = (CONFIG, METRICS, SUMMARY, LOG, MODEL, "params_hist.png", STEPS)
-EVAL_BATCH = 512
 
 
 # ----------------------------------------------------------------------------------------------- document
@@ -80,10 +74,6 @@ class Links:
 Block = Heading | Para | Bullets | TableBlock | Images | Links
 
 
-def _md_cell(s: str) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")
-
-
 def _md_target(path: str) -> str:
     return f"<{path}>" if re.search(r"[\s()<>]", path) else path
 
@@ -98,11 +88,7 @@ def to_markdown(blocks: Sequence[Block]) -> str:
         elif isinstance(b, Bullets):
             out.append("\n".join(f"- {item}" for item in b.items))
         elif isinstance(b, TableBlock):
-            num = b.numeric or [False] * len(b.headers)
-            lines = ["| " + " | ".join(_md_cell(h) for h in b.headers) + " |"]
-            lines.append("|" + "|".join("---:" if n else "---" for n in num) + "|")
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
-            out.append("\n".join(lines))
+            out.append(markdown_table(b.headers, b.rows, b.numeric).rstrip("\n"))
         elif isinstance(b, Images):
             out.append("\n".join(f"![{cap}]({_md_target(f)})" for f, cap in b.items))
         elif isinstance(b, Links):
@@ -167,11 +153,9 @@ def to_html(blocks: Sequence[Block], folder: Path, title: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- models and data
-def load_model(run: Run):
-    """A run's trained model (`Run.model()`: evaluation mode, CPU) and its resolved config."""
-    from ..resolve import load_config
-
-    return run.model(), load_config(run.config)
+def model_and_config(run: Run):
+    """A run's trained model (the last epoch's weights, evaluation mode, CPU) and its resolved config."""
+    return load_model(run, MODEL), load_config(run.config)
 
 
 class DataCache:
@@ -196,16 +180,6 @@ class DataCache:
         return got
 
 
-@torch.no_grad()
-def predict(net, x: torch.Tensor) -> list[torch.Tensor]:
-    """Softmax probabilities per head for `x`, in evaluation mode, in batches."""
-    outs: list[list[torch.Tensor]] = [[] for _ in net.heads]
-    for i in range(0, x.shape[0], EVAL_BATCH):
-        for h, logits in enumerate(net.split_heads(net(x[i : i + EVAL_BATCH]))):
-            outs[h].append(logits.softmax(-1))
-    return [torch.cat(o) if o else torch.zeros(0, k) for o, k in zip(outs, net.heads, strict=True)]
-
-
 def weight_values(net) -> np.ndarray:
     from ..nn.model import weights_and_kernels
 
@@ -226,13 +200,13 @@ class ReportResult:
     warnings: list[str]  # paths that were not runs
 
 
-def config_differences(rows: Sequence[Row]) -> TableBlock | None:
+def config_differences(rows: Sequence[TableRow]) -> TableBlock | None:
     """A table of the resolved-config keys whose values differ between rows (seeds within a group excluded)."""
     if len(rows) < 2:
         return None
     flats = []
     for row in rows:
-        flat = dict(_flat_items(json.loads(group_key(row.runs[0]))))
+        flat = dict(flat_items(json.loads(group_key(row.runs[0]))))
         if "model.layers" in flat:
             flat["model.layers"] = model_summary(row.runs[0].config)
         flats.append(flat)
@@ -248,7 +222,7 @@ def config_differences(rows: Sequence[Row]) -> TableBlock | None:
 def _cell(v: Any) -> str:
     if v is None:
         return "-"
-    return v if isinstance(v, str) else _short(v) if not isinstance(v, float) else f"{v:g}"
+    return v if isinstance(v, str) else short_text(v) if not isinstance(v, float) else f"{v:g}"
 
 
 def write_report(
@@ -298,8 +272,6 @@ def write_report(
     # learning curves
     blocks.append(Heading(2, "Learning curves"))
     if any(r.metrics for r in comp.runs):
-        from .compare import plot_curves
-
         name = figure("curves.png", lambda f: plot_curves(comp, f))
         blocks.append(Images([(name, "learning curves (mean ± std over seeds for groups)")]) if name else Para("-"))
     else:
@@ -318,7 +290,7 @@ def write_report(
     def model_of(run: Run):
         if run.path not in models:
             try:
-                models[run.path] = load_model(run)
+                models[run.path] = model_and_config(run)
             except Exception as e:
                 models[run.path] = e
         got = models[run.path]
@@ -368,7 +340,7 @@ def write_report(
         blocks.append(Para("No completed run with a test accuracy."))
     else:
         name = figure(f"confusion-{slug(best.name)}.png", lambda f: _confusion(best, cache, model_of, f))
-        acc = first(best.summary.get("test_acc"))
+        acc = first_head(best.summary.get("test_acc"))
         caption = f"{best.name}: best test accuracy {acc:.3f} (first head)"
         blocks.append(Images([(name, caption)]) if name else Para("Skipped (see notes)."))
 
@@ -387,7 +359,7 @@ def write_report(
 
 def _table(comp: Comparison) -> TableBlock:
     return TableBlock(
-        [comp.header(k) for k in comp.columns], comp.table_rows(), [comp._numeric(k) for k in comp.columns]
+        [comp.header(k) for k in comp.columns], comp.table_rows(), [comp.numeric(k) for k in comp.columns]
     )
 
 
@@ -410,19 +382,19 @@ def _legend(comp: Comparison) -> list[Block]:
 
 
 def _best_run(comp: Comparison) -> Run | None:
-    done = [(first(r.summary.get("test_acc")), r) for r in comp.runs if r.status == "completed"]
+    done = [(first_head(r.summary.get("test_acc")), r) for r in comp.runs if r.status == "completed"]
     done = [(a, r) for a, r in done if a is not None]
     return max(done, key=lambda t: t[0])[1] if done else None
 
 
-def _samples(run: Run, row: Row, cache: DataCache, count: int, model_of, file: Path) -> Path:
+def _samples(run: Run, row: TableRow, cache: DataCache, count: int, model_of, file: Path) -> Path:
     net, cfg = model_of(run)
     x, y = cache.test_split(cfg)
     if x.shape[0] == 0:
         raise CompareError("the test split is empty")
     g = torch.Generator().manual_seed(cfg.data.seed)  # the data seed: every row on this data set shows the same images
     pick = torch.randperm(x.shape[0], generator=g)[:count]
-    probs = predict(net, x[pick])
+    probs = probabilities(net, x[pick])
     heads = [
         plots.HeadPredictions(h["name"], list(h["classes"]), p.numpy(), y[pick, i].numpy())
         for i, (h, p) in enumerate(zip(run.summary["heads"], probs, strict=True))
@@ -433,7 +405,7 @@ def _samples(run: Run, row: Row, cache: DataCache, count: int, model_of, file: P
 def _confusion(run: Run, cache: DataCache, model_of, file: Path) -> Path:
     net, cfg = model_of(run)
     x, y = cache.test_split(cfg)
-    probs = predict(net, x)
+    probs = probabilities(net, x)
     mats, heads = [], []
     for i, (h, p) in enumerate(zip(run.summary["heads"], probs, strict=True)):
         k = len(h["classes"])
