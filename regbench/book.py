@@ -31,7 +31,7 @@ import dataclasses
 import io
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,9 +39,6 @@ import torch
 from . import api
 from .api import Config, ConfigError, DataError, RegbenchError, Run
 from .core import console
-
-if TYPE_CHECKING:
-    from .data import DataInfo
 
 __all__ = [
     "AdamModel",
@@ -159,7 +156,7 @@ class RegbenchDataset:
             raise ConfigError(e.detail, source=label, path=path) from None
         ds = api.load_dataset(cfg)  # DataError (files missing, unreadable) now, as the book's constructor fails
         self.data: dict[str, Any] = cfg.to_dict()["data"]
-        self.info: DataInfo = ds.info
+        self.info: api.DataInfo = ds.info
         self.name = cfg.data.name
         heads = self.info.heads
         self.mode = "select" if len(heads) == 1 else "dual_select" if len(heads) == 2 else "multi_select"
