@@ -10,18 +10,17 @@ Python API (the CLI is a thin layer over it; README "Python API"):
     regbench.compare([run, *group]).to_pandas()
 
 The course book's own calls (`CnnRegModel(...).exec_all(...)`) are in `regbench.book`.
+
+The names below load on first use (PEP 562), so `import regbench` (and the `regbench` command's --help)
+import no torch.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .analysis.compare import Comparison  # noqa: E402
-from .api import compare, resume, train  # noqa: E402
-from .config import Config  # noqa: E402
-from .core.errors import ConfigError, DataError, DivergedError, RegbenchError, RunDirError  # noqa: E402
-from .resolve import load_config  # noqa: E402
-from .rundir import Run  # noqa: E402
-from .training.execute import train_seeds  # noqa: E402
-from .training.infer import load_trained as load_run  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .core.version import __version__
 
 __all__ = [
     "Comparison",
@@ -32,6 +31,7 @@ __all__ = [
     "RegbenchError",
     "Run",
     "RunDirError",
+    "__version__",
     "compare",
     "load_config",
     "load_run",
@@ -39,3 +39,34 @@ __all__ = [
     "train",
     "train_seeds",
 ]
+
+if TYPE_CHECKING:
+    from .api import (
+        Comparison,
+        Config,
+        ConfigError,
+        DataError,
+        DivergedError,
+        RegbenchError,
+        Run,
+        RunDirError,
+        compare,
+        load_config,
+        load_run,
+        resume,
+        train,
+        train_seeds,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """The public names load on first use, all from `regbench.api` (which imports the rest lazily too)."""
+    if name not in __all__:
+        raise AttributeError(f"module 'regbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module("regbench.api"), name)
+    globals()[name] = value  # the next lookup is an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -5,30 +5,138 @@
     runs = regbench.train("configs/digits_cnn_l1.yaml", seeds=3)        # a seed group: list of Run
     table = regbench.compare([run, *runs], baseline="digits_cnn")
 
+One function per command: `train`, `resume`, `validate`, `show`, `compare`, `report`, `suite` (with
+`suite_groups`, `suite_list`, `suite_plan`), `sweep` (with `load_sweep`, `sweep_plan`, `sweep_status`),
+`datasets` and `fetch`; `regbench.book` uses the few helpers at the end.
+
 Every error is a `RegbenchError` whose message is the one line the CLI prints after `error: `.
+
+This module imports the rest of regbench inside its functions, so that importing it (and so `regbench`
+and the `regbench` command's --help) loads no torch; `Run`, `Comparison` and `train_seeds` load on first use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import importlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
-from .analysis.compare import Comparison
-from .analysis.compare import compare as compare_runs
 from .config import Config
-from .core.errors import ConfigError, RegbenchError, with_source
-from .resolve import load_config
-from .rundir import Run, load_run
-from .training import execute
+from .core.errors import ConfigError, DataError, DivergedError, RegbenchError, RunDirError, with_source
+from .core.version import __version__
+
+if TYPE_CHECKING:
+    import torch
+
+    from .analysis.compare import Comparison
+    from .analysis.report import ReportResult
+    from .data import DataInfo, Dataset
+    from .experiments.suite import Plan, Suite, SuiteResult
+    from .experiments.sweep import Sweep, SweepReport
+    from .nn.model import Row
+    from .rundir import Run
+    from .training.execute import train_seeds
 
 ConfigLike = Config | str | Path | dict[str, Any]
+Overrides = dict[str, Any] | list[str] | None
 LANGS = ("ko", "en")
 
-__all__ = ["ConfigLike", "as_config", "compare", "load_config", "load_run", "resume", "train"]
+# `regbench compare --columns`' named columns and `regbench sweep --stack`'s default, here as plain values
+# because the CLI's option help needs them without importing the analysis (test_api checks they agree)
+COMPARE_COLUMNS = (
+    "name",
+    "n",
+    "data",
+    "model",
+    "regularizer",
+    "optimizer",
+    "epochs",
+    "test_acc",
+    "best_val_acc",
+    "best_epoch",
+    "train_acc",
+    "gap",
+    "train_s",
+    "near_zero_pct",
+    "w_mean",
+    "w_std",
+    "status",
+)
+SWEEP_STACK = 32
+
+# heavy names re-exported on first use (PEP 562): name → (module, attribute)
+_LAZY = {
+    "Comparison": ("regbench.analysis.compare", "Comparison"),
+    "Run": ("regbench.rundir", "Run"),
+    "train_seeds": ("regbench.training.execute", "train_seeds"),
+}
+
+__all__ = [
+    "COMPARE_COLUMNS",
+    "SWEEP_STACK",
+    "Comparison",
+    "Config",
+    "ConfigError",
+    "ConfigLike",
+    "DataError",
+    "DivergedError",
+    "ModelCheck",
+    "Overrides",
+    "RegbenchError",
+    "Run",
+    "RunDirError",
+    "__version__",
+    "as_config",
+    "check_lang",
+    "compare",
+    "csv_text",
+    "datasets",
+    "fetch",
+    "load_config",
+    "load_run",
+    "load_sweep",
+    "report",
+    "resume",
+    "show",
+    "suite",
+    "suite_groups",
+    "suite_list",
+    "suite_plan",
+    "suite_plan_lines",
+    "sweep",
+    "sweep_plan",
+    "sweep_status",
+    "train",
+    "train_seeds",
+    "validate",
+    "with_source",
+]
 
 
-def as_config(config: ConfigLike, overrides: dict[str, Any] | list[str] | None = None) -> Config:
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'regbench.api' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+# ----------------------------------------------------------------------------------------------- configs
+def load_config(source: str | Path | dict[str, Any], overrides: Overrides = None) -> Config:
+    """Load and validate a config from a YAML file or a dict, with `overrides` applied.
+
+    `overrides` is a mapping of dotted keys to values, or a list of `KEY.PATH=VALUE` strings as `--set`
+    takes them. Raises ConfigError (one line: file, key path, what is allowed) on any problem.
+    """
+    from .resolve import load_config as load
+
+    return load(source, overrides)
+
+
+def as_config(config: ConfigLike, overrides: Overrides = None) -> Config:
     """A validated Config from a Config, a YAML file path or a dict, with `overrides` applied
     (`{"train.epochs": 2}` or `["train.epochs=2"]`). Raises ConfigError."""
     if isinstance(config, Config):
@@ -39,9 +147,58 @@ def as_config(config: ConfigLike, overrides: dict[str, Any] | list[str] | None =
 
 
 def check_lang(lang: str) -> str:
+    """`lang` when it is one of LANGS (`ko`, the book's, or `en`); else a ConfigError."""
     if lang not in LANGS:
         raise ConfigError(f"expected ko or en, got {lang!r}", path="lang")
     return lang
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """A config known to run: the config, its data set's shape and heads, and the model's layer rows."""
+
+    config: Config
+    info: DataInfo
+    rows: list[Row]
+
+    @property
+    def weights(self) -> int:
+        """Weights and kernels: the book's parameter count."""
+        return sum(r.weights for r in self.rows)
+
+    @property
+    def params(self) -> int:
+        """Every parameter (weights, biases and the rest)."""
+        return sum(r.weights + r.other for r in self.rows)
+
+    @property
+    def classes(self) -> str:
+        """Classes per head, as `10` or `31+3`."""
+        return "+".join(str(len(h.classes)) for h in self.info.heads)
+
+
+def validate(config: ConfigLike, overrides: Overrides = None) -> ModelCheck:
+    """Check a config without training: keys, types, ranges, the layer list, and the model built on the
+    meta device for its data set's shape (the data set's files must be there). Raises ConfigError or DataError."""
+    from .resolve import check_config
+
+    cfg = as_config(config, overrides)
+    info, rows = check_config(cfg)
+    return ModelCheck(cfg, info, rows)
+
+
+def show(config: ConfigLike, overrides: Overrides = None) -> ModelCheck:
+    """The model of a config, layer by layer (`.rows`: output shapes and parameter counts), as `regbench show`
+    prints it; the same checks as `validate`."""
+    return validate(config, overrides)
+
+
+# ----------------------------------------------------------------------------------------------- training
+def load_run(path: str | Path) -> Run:
+    """A run directory read back: `.config`, `.metrics`, `.summary`, `.model()`, `.predict(x)` (a TrainedRun)."""
+    from .training.infer import load_trained
+
+    return load_trained(path)
 
 
 @overload
@@ -52,7 +209,9 @@ def train(
     quiet: bool = ...,
     *,
     lang: str = ...,
-    overrides: dict[str, Any] | list[str] | None = ...,
+    overrides: Overrides = ...,
+    stack: int | None = ...,
+    report_test: bool = ...,
 ) -> Run: ...
 @overload
 def train(
@@ -62,8 +221,9 @@ def train(
     quiet: bool = ...,
     *,
     lang: str = ...,
-    overrides: dict[str, Any] | list[str] | None = ...,
+    overrides: Overrides = ...,
     stack: int | None = ...,
+    report_test: bool = ...,
 ) -> list[Run]: ...
 def train(
     config: ConfigLike,
@@ -72,8 +232,9 @@ def train(
     quiet: bool = False,
     *,
     lang: str = "ko",
-    overrides: dict[str, Any] | list[str] | None = None,
+    overrides: Overrides = None,
     stack: int | None = None,
+    report_test: bool = True,
 ) -> Run | list[Run]:
     """Train an experiment, print the book's report, and write its run directory under `out`.
 
@@ -89,15 +250,19 @@ def train(
         stack: seed groups and ensemble members train side by side as one stacked model (regbench.training.execute),
             at most `stack` at a time (None: as many as fit in a quarter of memory); 1 trains them one
             after another.
+        report_test: False trains and tests as always but prints only up to `train ended` (the book's
+            `train()` alone; `regbench.book` prints the rest on request). One run only.
 
     Raises RegbenchError subclasses (ConfigError, DataError, DivergedError, RunDirError), each with the
     one-line message the CLI prints; bad input is reported before any file is written.
     """
+    from .training import execute
+
     cfg = as_config(config, overrides)
     check_lang(lang)
     try:
         if seeds is None:
-            return execute.train(cfg, out, lang=lang, quiet=quiet, stack=stack)
+            return execute.train(cfg, out, lang=lang, quiet=quiet, stack=stack, report_test=report_test)
         return execute.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack)
     except RegbenchError as e:  # name the file in errors found while training (missing data files…)
         if isinstance(config, (str, Path)):
@@ -108,6 +273,8 @@ def train(
 def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", quiet: bool = False) -> Run:
     """Continue an unfinished run (killed or interrupted) from its last checkpoint; a diverged run is refused.
     With `epochs`, train a run (completed too) on to that many epochs."""
+    from .training import execute
+
     return execute.resume(path, epochs=epochs, lang=check_lang(lang), quiet=quiet)
 
 
@@ -129,6 +296,9 @@ def compare(
     `.to_csv()`, `.to_markdown()`, `.to_json()`. The options are `regbench compare`'s (see its --help);
     `where` takes one condition or a list.
     """
+    from .analysis.compare import compare as compare_runs
+    from .rundir import Run
+
     items = [runs] if isinstance(runs, (Run, str, Path)) else list(runs)
     paths = [r.path if isinstance(r, Run) else r for r in items]
     return compare_runs(
@@ -142,3 +312,209 @@ def compare(
         group=group,
         plot=plot,
     )
+
+
+def csv_text(records: list[dict[str, Any]], fields: list[str] | None = None) -> str:
+    """Records as CSV, as `Comparison.to_csv` writes them: the union of their keys as the header."""
+    from .analysis.compare import csv_text as write
+
+    return write(records, fields)
+
+
+def report(
+    paths: Sequence[str | Path],
+    out: str | Path = "report",
+    *,
+    where: Sequence[str] = (),
+    baseline: str | None = None,
+    metric: str = "test_acc",
+    sort: str | None = None,
+    desc: bool = False,
+    columns: Sequence[str] | str | None = None,
+    samples: int = 8,
+) -> ReportResult:
+    """Write `out/report.md` and a self-contained `out/report.html` (table, learning curves, histograms,
+    `samples` test images per row, confusion matrix) for the runs in or under `paths`; the table options
+    are `compare`'s. Returns where the files went, with the notes and warnings to print."""
+    from .analysis.report import write_report
+
+    return write_report(
+        paths,
+        out,
+        where=where,
+        baseline=baseline,
+        metric=metric,
+        sort=sort,
+        desc=desc,
+        columns=columns,
+        samples=samples,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- suites
+def suite_list(file: str | Path | None = None) -> list[dict[str, Any]]:
+    """One row per group of the suites file (default configs/suites.yaml): name, doc, config count or the
+    groups it runs, and its data sets with whether their files are here."""
+    from .experiments import suite as lib
+
+    return lib.list_groups(file)
+
+
+def suite_groups(target: str | Path, file: str | Path | None = None) -> list[Suite]:
+    """The groups `regbench suite TARGET` runs: a group name of the suites file `file`, a group file of its
+    own (a YAML with `configs:`), or a suites file (all its groups), expanded to groups with configs."""
+    from .experiments import suite as lib
+
+    return lib.find_suites(target, file)
+
+
+def suite_plan(
+    group: Suite,
+    *,
+    seeds: int | Sequence[int] | None = None,
+    overrides: Overrides = None,
+    smoke: bool = False,
+    check_data: bool = True,
+) -> Plan:
+    """Load and check every config of `group` and plan its passes (what `suite` trains, and `--dry-run`
+    shows); raises ConfigError or DataError before anything is written."""
+    from .experiments import suite as lib
+
+    return lib.plan_suite(group, seeds=seeds, overrides=overrides, smoke=smoke, check_data=check_data)
+
+
+def suite_plan_lines(plan: Plan, out: str | Path) -> list[str]:
+    """The dry run's lines for a plan: the group, its runs and folder, and each pass."""
+    from .experiments import suite as lib
+
+    lines = [f"Suite {plan.suite.name}: {plan.runs} runs into {lib.folder_of(plan.suite, out, plan.smoke)}"]
+    for i, cfgs in enumerate(plan.passes, 1):
+        lines.append("  " + lib.pass_line(plan.suite, i, len(plan.passes), cfgs, len(cfgs) > 1).split(": ", 1)[1])
+    return lines
+
+
+def suite(
+    plan: Plan,
+    out: str | Path = "runs/suites",
+    *,
+    lang: str = "ko",
+    quiet: bool = False,
+    stack: int | None = None,
+    say: Callable[[str], None] | None = None,
+) -> SuiteResult:
+    """Train a planned group into `out/<name>/` pass by pass (side by side where the runs stack, unless
+    `stack` is 1); a run that diverges or fails is recorded and the others go on. The result holds the
+    run directories, the group's compare table and the problems; `say` gets the progress lines."""
+    from .experiments import suite as lib
+
+    return lib.run_suite(plan, out, lang=check_lang(lang), quiet=quiet, stack=stack, say=say)
+
+
+# ----------------------------------------------------------------------------------------------- sweeps
+def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
+    """Read and check a sweep file (base:, params:, method:, trials:, ...); raises ConfigError."""
+    from .experiments import sweep as lib
+
+    return lib.load_sweep(source)
+
+
+def sweep_plan(spec: Sweep, out: str | Path = "sweeps") -> list[str]:
+    """The trials a sweep would run, one line each (`regbench sweep --dry-run`)."""
+    from .experiments import sweep as lib
+
+    return lib.plan(spec, out)
+
+
+def sweep(
+    spec: Sweep,
+    out: str | Path = "sweeps",
+    *,
+    workers: int = 1,
+    storage: str | None = None,
+    say: Callable[[str], None] | None = print,
+    stack: int = SWEEP_STACK,
+) -> SweepReport:
+    """Run (or continue) a sweep into `out/<name>/` on `workers` processes (0: in this one), trials that
+    share an architecture side by side up to `stack` runs; `say` gets a line per finished trial. Returns
+    the report (ranking, counts, the best trials' compare table)."""
+    from .experiments import sweep as lib
+
+    return lib.run_sweep(spec, out, workers=workers, storage=storage, say=say or (lambda _line: None), stack=stack)
+
+
+def sweep_status(path: str | Path, storage: str | None = None) -> SweepReport:
+    """The ranking and state of a sweep folder, training nothing (`regbench sweep --status`)."""
+    from .experiments import sweep as lib
+
+    return lib.sweep_status(path, storage)
+
+
+# ----------------------------------------------------------------------------------------------- data sets
+def datasets(root: str | Path = "data") -> list[dict[str, Any]]:
+    """One row per data set: name, input `shape` (C, H, W) or None when it comes from the files, `classes`
+    per head, where its `files` go under `root`, whether they are `present`, and a `doc` line."""
+    from .data.catalog import catalog
+
+    return catalog(str(root))
+
+
+def fetch(name: str, root: str | Path = "data", *, starting: Callable[[], None] | None = None) -> str:
+    """Download data set `name` into `root` (its own URLs and SHA-256 checksums, extracted safely, nothing
+    half-written on failure); returns where its files are. `starting` is called once the name is known to be
+    fetchable, before the download. Raises ConfigError (unknown name) or DataError."""
+    from .data.catalog import fetcher
+
+    download = fetcher(name, str(root))
+    if starting is not None:
+        starting()
+    return download()
+
+
+# ----------------------------------------------------------------------------------------------- regbench.book
+def load_dataset(config: Config) -> Dataset:
+    """The data set of a config, loaded, split, capped and normalized as training sees it."""
+    from .data import load_data
+
+    return load_data(config.data)
+
+
+def check_input(config: Config, input_shape: tuple[int, ...], head_sizes: list[int]) -> None:
+    """Build the config's model on the meta device for `input_shape` (e.g. the book's flat input): a layer
+    that cannot take it is a ConfigError at model.layers[i]."""
+    import torch
+
+    from .nn.model import build_model
+
+    with torch.device("meta"):
+        build_model(config.model, input_shape, head_sizes)
+
+
+def pick_samples(n: int, seed: int, count: int) -> torch.Tensor:
+    """Indices of the `count` test samples shown for a run with `seed` (the ones the trainer shows)."""
+    from .training.infer import pick_samples as pick
+
+    return pick(n, seed, count)
+
+
+def sample_lines(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, info: DataInfo, lang: str) -> list[str]:
+    """The book's show_select_results lines for samples `x` with answers `y`, predicted by `net`."""
+    from .training.infer import sample_lines as lines
+
+    return lines(net, x, y, info, check_lang(lang))
+
+
+def param_hist(net: torch.nn.Module, file: str | Path) -> dict[str, float | int]:
+    """Save the book's histogram of a model's weights and kernels to `file` (PNG); returns the weights'
+    statistics (`weights`, `near_zero`, ...) that its `Near 0 parameters` line reports."""
+    from .nn.model import param_stats
+    from .training.member import save_param_hist
+
+    save_param_hist(net, Path(file))
+    return param_stats(net)
+
+
+def add_log_lines(run: Run, lines: list[str]) -> None:
+    """Append printed lines to a finished run's log.txt (the book's test/visualize after train)."""
+    from .rundir import append_log
+
+    append_log(run.path, lines)

@@ -37,14 +37,8 @@ import numpy as np
 import torch
 
 from . import api
-from .config import Config
-from .core import console as fmt
-from .core.errors import ConfigError, DataError, RegbenchError
-from .data import DataInfo, load_data
-from .nn.model import build_model, param_stats
-from .resolve import load_config
-from .rundir import Run, append_log
-from .training import execute, infer, member
+from .api import Config, ConfigError, DataError, RegbenchError, Run
+from .core import console
 
 __all__ = [
     "AdamModel",
@@ -156,13 +150,13 @@ class RegbenchDataset:
 
     def _setup(self, data: dict[str, Any], input_shape: list[int] | None, label: str) -> None:
         try:
-            cfg = load_config({"name": "dataset", "data": data, "model": {"layers": []}})
+            cfg = api.load_config({"name": "dataset", "data": data, "model": {"layers": []}})
         except ConfigError as e:  # `FlowersDataset: resolution: …`, in the constructor's words
             path = e.path[len("data.") :] if e.path and e.path.startswith("data.") else e.path
             raise ConfigError(e.detail, source=label, path=path) from None
-        ds = load_data(cfg.data)  # DataError (files missing, unreadable) now, as the book's constructor fails
+        ds = api.load_dataset(cfg)  # DataError (files missing, unreadable) now, as the book's constructor fails
         self.data: dict[str, Any] = cfg.to_dict()["data"]
-        self.info: DataInfo = ds.info
+        self.info: api.DataInfo = ds.info
         self.name = cfg.data.name
         heads = self.info.heads
         self.mode = "select" if len(heads) == 1 else "dual_select" if len(heads) == 2 else "multi_select"
@@ -326,10 +320,9 @@ class MlpModel:
         }
         label = f"{type(self).__name__}('{self.name}')"
         try:
-            cfg = load_config(raw)
+            cfg = api.load_config(raw)
             if self.dataset.flat:  # the book's flat input: a conv or pool layer cannot take it
-                with torch.device("meta"):
-                    build_model(cfg.model, (self.dataset.input_shape[0],), self.dataset.info.head_sizes)
+                api.check_input(cfg, (self.dataset.input_shape[0],), self.dataset.info.head_sizes)
         except ConfigError as e:
             err = relabel(e, label, CONFIG_WORDS)
             if self.dataset.flat and e.path and e.path.startswith("model.layers") and self.dataset.image_shape:
@@ -363,32 +356,32 @@ class MlpModel:
         cfg = self.config(epoch_count, batch_size, learning_rate, report)
         self.learning_rate = learning_rate
         self.run = None
-        self.run = execute.train(cfg, SETTINGS.out, lang=SETTINGS.lang, report_test=False)
+        self.run = api.train(cfg, SETTINGS.out, lang=SETTINGS.lang, report_test=False)
 
     def test(self) -> None:
         """Print `Model … test report: accuracy = …, (… secs)` (and the book's blank line)."""
         run = self.finished()
         acc = run.summary.get("test_acc")
         accs = acc if isinstance(acc, list) else [float("nan") if acc is None else acc]
-        self.say(run, [fmt.test_report(self.name, accs, int(run.summary.get("test_s", 0)))])
+        self.say(run, [console.test_report(self.name, accs, int(run.summary.get("test_s", 0)))])
 
     def visualize(self, num: int) -> None:
         """Print `Model … Visualization`, draw `num` test samples (Jupyter) and print their estimated
         distributions, estimates and answers (per head, under the book's captions, for two heads)."""
         run = self.finished()
         cfg = self.resolved(run)
-        self.say(run, [fmt.visualization(self.name)])
+        self.say(run, [console.visualization(self.name)])
         x, y = self.dataset.test_x, self.dataset.test_y
         if len(x) == 0 or num <= 0:
             return
-        pick = infer.pick_samples(len(x), cfg.seed, num)
+        pick = api.pick_samples(len(x), cfg.seed, num)
         xs, ys = x[pick], y[pick]
         net = run.model()
         if self.show_maps:
             self.draw_maps(net, cfg, xs)
         if in_notebook() and xs.dim() == 4:  # the book's draw_images_horz
             show_png(images_horz([img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0) for img in xs.numpy()]))
-        self.say(run, infer.sample_lines(net, xs, ys, self.dataset.info, SETTINGS.lang))
+        self.say(run, api.sample_lines(net, xs, ys, self.dataset.info, SETTINGS.lang))
 
     def show_param_dist(self) -> None:
         """The book's CnnRegModel.show_param_dist: the weights' histogram (inline in Jupyter; saved as the run's
@@ -396,10 +389,9 @@ class MlpModel:
         run = self.finished()
         net = run.model()
         file = run.path / "params_hist.png"
-        member.save_param_hist(net, file)
+        stats = api.param_hist(net, file)
         show_png(file.read_bytes())
-        stats = param_stats(net)
-        self.say(run, [fmt.near_zero_line(int(stats["near_zero"]), int(stats["weights"]))])
+        self.say(run, [console.near_zero_line(int(stats["near_zero"]), int(stats["weights"]))])
 
     # -- helpers
     def finished(self) -> Run:
@@ -409,7 +401,7 @@ class MlpModel:
 
     @staticmethod
     def resolved(run: Run) -> Config:
-        return load_config(run.config)
+        return api.load_config(run.config)
 
     @staticmethod
     def say(run: Run, lines: list[str]) -> None:
@@ -417,7 +409,7 @@ class MlpModel:
         for line in lines:
             sys.stdout.write(line + "\n")
         sys.stdout.flush()
-        append_log(run.path, lines)
+        api.add_log_lines(run, lines)
 
     def draw_maps(self, net, cfg: Config, xs: torch.Tensor) -> None:
         """The book's show_maps: the first kernels of every conv layer, then channel 0 of every conv and

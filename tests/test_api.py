@@ -194,3 +194,42 @@ def test_predict_errors_are_one_line(tmp_path):
     assert run.predict(np.zeros((2, 8, 8)), normalize=False).shape == (2, 3)
     with pytest.raises(regbench.RunDirError, match="no best.pt"):
         run.model("best.pt")
+
+
+def test_the_cli_constants_of_the_api_agree_with_the_library():
+    """`COMPARE_COLUMNS` and `SWEEP_STACK` are plain copies, so that the CLI's help needs no torch."""
+    from regbench import api
+    from regbench.analysis.compare import COLUMNS
+    from regbench.experiments.sweep import DEFAULT_STACK
+
+    assert api.COMPARE_COLUMNS == tuple(COLUMNS)
+    assert api.SWEEP_STACK == DEFAULT_STACK
+
+
+def test_the_package_names_load_on_first_use():
+    """`regbench.X` for every public name is the API's object (loaded lazily, PEP 562)."""
+    from regbench import api
+
+    for name in regbench.__all__:
+        assert getattr(regbench, name) is getattr(api, name), name
+    assert set(regbench.__all__) <= set(dir(regbench))
+    with pytest.raises(AttributeError):
+        regbench.no_such_name  # noqa: B018
+
+
+def test_validate_show_datasets_and_fetch(tmp_path):
+    from regbench import api
+
+    cfg = write(tmp_path / "c.yaml", TINY_YAML)
+    check = api.validate(cfg)
+    assert check.config.name == "api_tiny" and check.classes == "3"
+    assert check.params == sum(r.weights + r.other for r in check.rows) > check.weights > 0
+    assert api.show(cfg, ["model.layers=[8]"]).rows[-1].shape == (3,)
+    rows = {r["name"]: r for r in api.datasets(tmp_path)}
+    assert rows["digits"]["present"] == "built in" and rows["mnist"]["present"] == "no"
+    started = []
+    with pytest.raises(regbench.DataError, match="built in"):
+        api.fetch("digits", tmp_path, starting=lambda: started.append(1))
+    with pytest.raises(regbench.ConfigError, match="unknown data set"):
+        api.fetch("nope", tmp_path)
+    assert started == []

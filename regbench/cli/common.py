@@ -1,14 +1,15 @@
-"""What every command shares: option types, and turning RegbenchError into one line plus an exit code."""
+"""What every command shares: option types, the one table printer, and the one place that turns a RegbenchError
+into `error: …` plus an exit code."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from ..core.errors import RegbenchError, with_source
+from ..api import LANGS, RegbenchError, with_source
 
 
 class Format(str, Enum):
@@ -52,6 +53,20 @@ def guarded(fn: Callable[..., T], *args, source: object = None, **kwargs) -> T:
 
 
 def check_lang(lang: str) -> str:
-    if lang not in ("ko", "en"):
+    if lang not in LANGS:
         raise fail(f"--lang: expected ko or en, got {lang!r}")
     return lang
+
+
+def print_table(table: Any) -> None:
+    """Print a rich Table, or a Comparison (anything with `to_rich(width)`), on stdout. On a terminal a
+    Comparison hides the optional columns that do not fit; piped or redirected output gets every column,
+    nothing squeezed."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console.width = 1000
+    if hasattr(table, "to_rich"):
+        table = table.to_rich(console.width if console.is_terminal else None)
+    console.print(table)

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import api
-from ..analysis.compare import COLUMNS
-from .common import Format, guarded
+from .common import Format, guarded, print_table
 
 app = typer.Typer()
 
@@ -39,7 +38,7 @@ ColumnsOption = Annotated[
         "--columns",
         "-c",
         metavar="A,B,C",
-        help=f"Columns to show: {', '.join(COLUMNS)}, or any config key or summary field "
+        help=f"Columns to show: {', '.join(api.COMPARE_COLUMNS)}, or any config key or summary field "
         "(e.g. optimizer.lr, seed, test_loss).",
     ),
 ]
@@ -89,14 +88,7 @@ def compare(
     for warning in comp.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if fmt is Format.table:
-        from rich.console import Console
-
-        console = Console()
-        if console.is_terminal:
-            console.print(comp.to_rich(console.width))  # hides optional columns that do not fit
-        else:
-            console.width = 1000  # piped or redirected: every column, nothing squeezed
-            console.print(comp.to_rich())
+        print_table(comp)
     else:
         typer.echo(comp.render(fmt.value), nl=False)
     if plot:

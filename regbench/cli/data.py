@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..data.catalog import fetcher
+from .. import api
 from .common import guarded
 
 app = typer.Typer()
@@ -23,6 +23,5 @@ def fetch(
     root: RootOption = Path("data"),
 ) -> None:
     """Download NAME into ROOT: checksum checked, extracted safely, nothing half-written on failure."""
-    download = guarded(fetcher, name, str(root))
-    typer.echo(f"{name}: downloading into {root} ...")
-    typer.echo(f"{name}: ready in {guarded(download)}")
+    where = guarded(api.fetch, name, root, starting=lambda: typer.echo(f"{name}: downloading into {root} ..."))
+    typer.echo(f"{name}: ready in {where}")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..core.version import __version__
+from ..api import __version__
 from . import compare, data, datasets, report, show, suite, sweep, train, validate
 
 app = typer.Typer(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..analysis.report import write_report
+from .. import api
 from .common import guarded
 from .compare import BaselineOption, ColumnsOption, DescOption, MetricOption, Paths, SortOption, WhereOption
 
@@ -30,7 +30,7 @@ def report(
 ) -> None:
     """Write DIR/report.md and DIR/report.html: table, learning curves, histograms, samples, confusion matrix."""
     res = guarded(
-        write_report,
+        api.report,
         paths,
         out,
         where=where or [],

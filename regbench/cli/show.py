@@ -6,11 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from ..resolve import check_config, load_config
+from .. import api
 from .common import SetOption, guarded
 
 app = typer.Typer()
@@ -27,10 +24,13 @@ def show(
     set_: SetOption = None,
 ) -> None:
     """Print a table of CONFIG's layers with output shapes and parameter counts."""
-    cfg = guarded(load_config, config, set_ or [])
-    info, rows = guarded(check_config, cfg)
-    heads = "+".join(str(len(h.classes)) for h in info.heads)
-    table = Table(title=Text(f"{cfg.name}: {cfg.data.name}, heads {heads}"))
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    check = guarded(api.show, config, set_ or [])
+    cfg, rows = check.config, check.rows
+    table = Table(title=Text(f"{cfg.name}: {cfg.data.name}, heads {check.classes}"))
     for col, just in (
         ("#", "right"),
         ("layer", "left"),
@@ -43,8 +43,7 @@ def show(
     for r in rows:
         counts = (f"{r.weights:,}", f"{r.other:,}", f"{r.weights + r.other:,}")
         table.add_row(r.index, Text(r.text), book_shape(r.shape), *counts)  # Text: brackets are not markup
-    weights = sum(r.weights for r in rows)
-    other = sum(r.other for r in rows)
+    weights, other = check.weights, check.params - check.weights
     table.add_section()
     table.add_row("", "total", "", f"{weights:,}", f"{other:,}", f"{weights + other:,}")
     console = Console()

@@ -10,9 +10,8 @@ from typing import Annotated
 
 import typer
 
-from ..analysis.compare import csv_text
-from ..experiments import suite as lib
-from .common import Format, LangOption, SetOption, check_lang, fail, guarded
+from .. import api
+from .common import Format, LangOption, SetOption, check_lang, fail, guarded, print_table
 from .train import parse_seeds
 
 app = typer.Typer()
@@ -78,14 +77,14 @@ def suite(
     if list_:
         if target is not None:
             raise fail("--list shows every group; give no NAME with it")
-        show_list(guarded(lib.list_groups, file))
+        show_list(guarded(api.suite_list, file))
         return
     if target is None:
         raise fail("give a group NAME or a FILE (`regbench suite --list` shows the groups)")
-    leaves = guarded(lib.find_suites, target, file)
+    leaves = guarded(api.suite_groups, target, file)
     seed_spec = parse_seeds(seeds)
     kw = {"seeds": seed_spec, "overrides": set_ or [], "smoke": smoke, "check_data": not dry_run}
-    plans = [guarded(lib.plan_suite, s, **kw) for s in leaves]
+    plans = [guarded(api.suite_plan, s, **kw) for s in leaves]
     if dry_run:
         for plan in plans:
             show_plan(plan, out, err=fmt in (Format.csv, Format.json))
@@ -97,7 +96,7 @@ def suite(
     try:
         for plan in plans:
             with contextlib.redirect_stdout(sys.stderr) if machine else contextlib.nullcontext():
-                result = lib.run_suite(plan, out, lang=lang, quiet=quiet, stack=1 if no_stack else stack, say=say)
+                result = api.suite(plan, out, lang=lang, quiet=quiet, stack=1 if no_stack else stack, say=say)
             results.append(result)
             show_result(result, fmt, quiet)
             if result.problems:
@@ -110,7 +109,7 @@ def suite(
         raise typer.Exit(status)
 
 
-def machine_tables(results: list[lib.SuiteResult], fmt: Format) -> str:
+def machine_tables(results: list[api.SuiteResult], fmt: Format) -> str:
     """One document for all groups: a group's compare table as `regbench compare` writes it; for several
     groups, json maps each group to its table and csv adds a leading `suite` column."""
     done = [(r.suite.name, r.comparison) for r in results if r.comparison is not None]
@@ -118,11 +117,10 @@ def machine_tables(results: list[lib.SuiteResult], fmt: Format) -> str:
         return done[0][1].render(fmt.value)
     if fmt is Format.json:
         return json.dumps({name: json.loads(comp.to_json()) for name, comp in done}, ensure_ascii=False) + "\n"
-    return csv_text([{"suite": name, **rec} for name, comp in done for rec in comp.flat_records()])
+    return api.csv_text([{"suite": name, **rec} for name, comp in done for rec in comp.flat_records()])
 
 
 def show_list(rows: list[dict]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="suites (regbench suite NAME)")
@@ -132,24 +130,20 @@ def show_list(rows: list[dict]) -> None:
         what = f"{r['configs']} configs" + (f" in {', '.join(r['groups'])}" if r["groups"] else "")
         data = ", ".join(f"{name} [green]✓[/]" if ok else f"{name} [red]absent[/]" for name, ok in r["data"].items())
         table.add_row(r["name"], what, data, r["doc"])
-    console = Console()
-    if not console.is_terminal:
-        console.width = 1000
-    console.print(table)
+    print_table(table)
     typer.echo("absent: `regbench data fetch NAME` (or see `regbench datasets`), or --smoke for a synthetic stand-in")
 
 
-def show_plan(plan: lib.Plan, out: Path, err: bool = False) -> None:
+def show_plan(plan: api.Plan, out: Path, err: bool = False) -> None:
     """The dry run's plan (on stderr with --format csv|json: stdout is for the tables)."""
     say = lambda text: typer.echo(text, err=err)  # noqa: E731
-    say(f"Suite {plan.suite.name}: {plan.runs} runs into {lib.folder_of(plan.suite, out, plan.smoke)}")
-    for i, cfgs in enumerate(plan.passes, 1):
-        say("  " + lib.pass_line(plan.suite, i, len(plan.passes), cfgs, len(cfgs) > 1).split(": ", 1)[1])
+    for line in api.suite_plan_lines(plan, out):
+        say(line)
     for name in plan.absent:
         say(f"  note: data set '{name}' is not here (`regbench datasets` shows where it goes; or --smoke)")
 
 
-def show_result(result: lib.SuiteResult, fmt: Format, quiet: bool) -> None:
+def show_result(result: api.SuiteResult, fmt: Format, quiet: bool) -> None:
     for problem in result.problems:
         typer.echo(f"warning: {problem}", err=True)
     comp = result.comparison
@@ -160,14 +154,7 @@ def show_result(result: lib.SuiteResult, fmt: Format, quiet: bool) -> None:
     if comp is not None and not machine:  # csv and json are written once, after every group
         typer.echo("")
         if fmt is Format.table:
-            from rich.console import Console
-
-            console = Console()
-            if console.is_terminal:
-                console.print(comp.to_rich(console.width))
-            else:
-                console.width = 1000
-                console.print(comp.to_rich())
+            print_table(comp)
         else:
             typer.echo(comp.render(fmt.value), nl=False)
     n = len(result.runs)

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..experiments import sweep as lib
-from .common import fail, guarded
+from .. import api
+from .common import fail, guarded, print_table
 
 app = typer.Typer()
 
@@ -55,7 +55,7 @@ def sweep(
             help="Trials that share an architecture train side by side, up to K runs per stacked model "
             "(memory bounds it too).",
         ),
-    ] = lib.DEFAULT_STACK,
+    ] = api.SWEEP_STACK,
     no_stack: Annotated[bool, typer.Option("--no-stack", help="Train every run on its own.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per finished trial.")] = False,
 ) -> None:
@@ -66,26 +66,26 @@ def sweep(
     if status is not None:
         if dry_run:
             raise fail("--dry-run lists a sweep file's trials; --status shows a sweep folder")
-        report = guarded(lib.sweep_status, status, storage)
+        report = guarded(api.sweep_status, status, storage)
         for note in report.notes:
             typer.echo(f"note: {note}", err=True)
         show(report, top, table, plot, status_view=True)
         return
-    spec = guarded(lib.load_sweep, file)
+    spec = guarded(api.load_sweep, file)
     if dry_run:
-        for line in guarded(lib.plan, spec, out):
+        for line in guarded(api.sweep_plan, spec, out):
             typer.echo(line)
         return
     say = (lambda _line: None) if quiet else typer.echo
     try:
         stack = 1 if no_stack else stack
-        report = guarded(lib.run_sweep, spec, out, workers=workers, storage=storage, say=say, stack=stack)
+        report = guarded(api.sweep, spec, out, workers=workers, storage=storage, say=say, stack=stack)
     except KeyboardInterrupt:  # before any trial started (while opening the study)
         raise fail("interrupted; nothing was started", 130) from None
     show(report, top, table, plot)
 
 
-def show(report: lib.SweepReport, top: int, table: int, plot: Path | None, status_view: bool = False) -> None:
+def show(report: api.SweepReport, top: int, table: int, plot: Path | None, status_view: bool = False) -> None:
     """The ranked list, the compare table of the best trials, the counts and where the files are."""
     typer.echo("")
     for line in report.ranking_lines(top):
@@ -95,13 +95,8 @@ def show(report: lib.SweepReport, top: int, table: int, plot: Path | None, statu
     k = table if table > 0 else 5 if plot else 0  # --plot with --table 0: the curves of the best 5
     comp = guarded(report.compare, k, plot) if k > 0 and report.ranked() else None
     if comp is not None and table > 0:
-        from rich.console import Console
-
         typer.echo("")
-        console = Console()
-        if not console.is_terminal:
-            console.width = 1000  # piped: every column, nothing squeezed
-        console.print(comp.to_rich(console.width if console.is_terminal else None))
+        print_table(comp)
     if comp is not None and plot:
         typer.echo(f"Plot saved in {plot}", err=True)
     if comp is None and k > 0 and report.ranked():

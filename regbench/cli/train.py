@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from .. import api
-from ..resolve import load_config
 from .common import LangOption, SetOption, check_lang, fail, guarded
 
 app = typer.Typer()
@@ -77,7 +76,7 @@ def train(
         if resume is not None:
             runs = [guarded(api.resume, resume, epochs=epochs, lang=lang, quiet=quiet)]
         else:
-            cfg = guarded(load_config, config, set_ or [])
+            cfg = guarded(api.load_config, config, set_ or [])
             stacking = 1 if no_stack else stack
             result = guarded(api.train, cfg, out, parse_seeds(seeds), quiet, lang=lang, stack=stacking, source=config)
             runs = result if isinstance(result, list) else [result]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..resolve import check_config, load_config
+from .. import api
 from .common import SetOption, guarded
 
 app = typer.Typer()
@@ -19,10 +19,9 @@ def validate(
     set_: SetOption = None,
 ) -> None:
     """Check CONFIG (keys, types, ranges, layer list, shapes); exit 2 with one line if it is invalid."""
-    cfg = guarded(load_config, config, set_ or [])
-    info, rows = guarded(check_config, cfg)
-    params = sum(r.weights + r.other for r in rows)
-    classes = "+".join(str(len(h.classes)) for h in info.heads)
+    check = guarded(api.validate, config, set_ or [])
+    layers = len(check.rows) - 2
     typer.echo(
-        f"ok: {config} is valid ({cfg.data.name}, {classes} classes, {len(rows) - 2} layers + output, {params:,} parameters)"
+        f"ok: {config} is valid ({check.config.data.name}, {check.classes} classes, {layers} layers + output,"
+        f" {check.params:,} parameters)"
     )

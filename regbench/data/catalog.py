@@ -7,7 +7,7 @@ from typing import Any
 
 from ..config import DataConfig
 from ..core.errors import ConfigError, DataError, RegbenchError
-from . import DATASETS
+from .base import DATASETS
 
 
 def catalog(root: str = "data") -> list[dict[str, Any]]:
@@ -53,8 +53,3 @@ def fetcher(name: str, root: str = "data") -> Callable[[], str]:
             f"regbench cannot download '{name}'; put its files at {entry.files(cfg)} (it fetches: {fetchable})"
         )
     return lambda: entry.fetch(cfg)
-
-
-def fetch_data(name: str, root: str = "data") -> str:
-    """Download data set `name` into `root` (its own URLs and checksums); returns where its files are."""
-    return fetcher(name, root)()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..config import DataConfig
-from . import DATASETS, Arrays, DataInfo, DatasetEntry, Head
+from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head
 
 
 def info(cfg: DataConfig) -> DataInfo:

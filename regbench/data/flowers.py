@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import DataConfig
-from . import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
+from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
 from .fetch import fetch_archive
 from .imagefolder import has_images, image_shape, list_dir, load_images, scan_classes
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import DataConfig
-from . import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
+from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
 from .imagefolder import has_images, image_shape, list_dir, load_images, scan_classes
 
 HOW = "point data.root at a folder with one sub-folder of images per class (e.g. cats/*.jpg, dogs/*.jpg)"

@@ -15,7 +15,7 @@ import torch
 
 from ..config import DataConfig
 from ..core.errors import ConfigError, DataError
-from . import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
+from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
 from .pixels import chw, shape_images, to_nchw
 
 HOW = "save one with numpy.savez(path, x=images, y=labels[, classes=names, x_test=..., y_test=...])"

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..config import DataConfig
-from . import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
+from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
 from .imagefolder import image_shape, list_dir, list_images, load_images
 
 FOLDER = "office31"  # the book: data/chap06/office31

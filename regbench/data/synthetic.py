@@ -12,7 +12,7 @@ import torch
 
 from ..config import DataConfig
 from ..core.resources import check_fits
-from . import DATASETS, Arrays, DataInfo, DatasetEntry, Head
+from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head
 
 DEFAULT_SHAPE = [8, 8, 1]  # H × W × C (book order)
 DEFAULT_CLASSES = 10

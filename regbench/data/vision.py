@@ -21,7 +21,7 @@ import torch
 
 from ..config import DataConfig
 from ..core.errors import DataError
-from . import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
+from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
 from .pixels import shape_images
 
 IDX = (

@@ -63,8 +63,6 @@ class LayerRow:
     other: int  # biases, batch_normal scale/shift
 
 
-
-
 def is_weight_layer(m: nn.Module) -> bool:
     return isinstance(m, (nn.Linear, nn.Conv2d, StackedLinear, StackedConv2d))
 
