@@ -14,43 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.figures import new_figure, save_figure
 from ..core.values import first_head
-
-DPI = 90  # small PNGs (tens of KB) that still read well in a report
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)  # the Agg canvas: no display, no pyplot
-    return fig
-
-
-def _save(fig, file: Path) -> Path:
-    file = Path(file)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(file, dpi=DPI)
-    return file
-
-
-# ----------------------------------------------------------------------------------------------- histogram
-def param_hist(values: np.ndarray, file: Path, title: str | None = None) -> Path:
-    """The book's show_param_dist: a 100-bin density histogram of the weights and kernels on the axis
-    [-0.2, 0.2, 0, 20], with `mu=` and `sigma=` (population std, as the book's np.std) written on it."""
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
-    mu, sigma = (float(values.mean()), float(values.std())) if values.size else (0.0, 0.0)
-    fig = _figure(6, 4)
-    ax = fig.subplots()
-    ax.hist(values, 100, density=True, facecolor="g", alpha=0.75)
-    ax.axis([-0.2, 0.2, 0, 20.0])
-    ax.text(0.08, 15.0, f"mu={mu:5.3f}")
-    ax.text(0.08, 13.0, f"sigma={sigma:5.3f}")
-    ax.grid(True)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return _save(fig, file)
 
 
 # ----------------------------------------------------------------------------------------------- curves
@@ -104,7 +69,7 @@ def curves(rows: Sequence[Curves], file: Path, head_note: str = "") -> Path:
     the per-step loss when any run has steps.jsonl. Rows with several runs get mean ± std bands."""
     has_steps = any(any(s for s in r.steps) for r in rows)
     n = 3 if has_steps else 2
-    fig = _figure(5.0 * n, 4.0)
+    fig = new_figure(5.0 * n, 4.0)
     axes = fig.subplots(1, n)
     colors = [f"C{i % 10}" for i in range(len(rows))]
     for i, (r, color) in enumerate(zip(rows, colors, strict=True)):
@@ -148,7 +113,7 @@ def curves(rows: Sequence[Curves], file: Path, head_note: str = "") -> Path:
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=8)
-    return _save(fig, file)
+    return save_figure(fig, file)
 
 
 # ----------------------------------------------------------------------------------------------- samples
@@ -183,7 +148,7 @@ def sample_grid(images: np.ndarray, heads: Sequence[HeadPredictions], file: Path
     visualize prints it."""
     n = len(images)
     rows = 1 + len(heads)
-    fig = _figure(max(1.7 * n, 4.0), 1.75 * rows + 0.3)
+    fig = new_figure(max(1.7 * n, 4.0), 1.75 * rows + 0.3)
     axes = np.array(fig.subplots(rows, n, squeeze=False))
     for i in range(n):
         img, cmap = _image(images[i])
@@ -212,7 +177,7 @@ def sample_grid(images: np.ndarray, heads: Sequence[HeadPredictions], file: Path
             ax.set_title(f"{prefix}{100 * p[est]:.0f}% {caption}", fontsize=7, color="tab:green" if ok else "tab:red")
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, file)
+    return save_figure(fig, file)
 
 
 # ----------------------------------------------------------------------------------------------- confusion
@@ -223,7 +188,7 @@ def confusion(
     cells when there are few classes."""
     n = len(matrices)
     size = max(3.5, min(9.0, 0.32 * max(len(c) for _, c in heads) + 2.5))
-    fig = _figure(size * n, size)
+    fig = new_figure(size * n, size)
     axes = np.atleast_1d(fig.subplots(1, n))
     for ax, m, (name, classes) in zip(axes, matrices, heads, strict=True):
         k = len(classes)
@@ -246,4 +211,4 @@ def confusion(
                         )  # fmt: skip
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, file)
+    return save_figure(fig, file)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..core.errors import RegbenchError, RunDirError
+from ..core.figures import param_hist
 from ..core.values import first_head
 from ..resolve import load_config
 from ..rundir import CONFIG, LOG, METRICS, MODEL, STEPS, SUMMARY, Run
@@ -307,7 +308,7 @@ def write_report(
         for run in row.runs:
             name = figure(
                 f"hist-{slug(run.name)}.png",
-                lambda f, run=run: plots.param_hist(weight_values(model_of(run)[0]), f, title=run.name),
+                lambda f, run=run: param_hist(weight_values(model_of(run)[0]), f, title=run.name),
             )
             if name:
                 items.append((name, f"{run.name} (seed {run.config.get('seed', '?')})"))
