@@ -28,7 +28,7 @@ from typing import Any
 
 from ..analysis.compare import CompareError, Comparison, compare
 from ..config import NAME_RE, Config, override_at, parse_override
-from ..core.errors import ConfigError, DataError, DivergedError, RegbenchError
+from ..core.errors import ConfigError, DataError
 from ..core.schema import describe, parse, read_yaml_file, require
 from ..resolve import load_config
 from .sweep_spec import check_files
@@ -355,6 +355,7 @@ def run_suite(
     recorded and the others go on. Ends with the compare table of this call's runs (the group's baseline,
     seed groups as mean ± std)."""
     from ..training import execute
+    from ..training.member import status_of
 
     say = say or (lambda _line: None)
     suite = plan.suite
@@ -365,25 +366,18 @@ def run_suite(
     diverged_only = True
     t0 = time.perf_counter()
     for i, cfgs in enumerate(plan.passes, 1):
-        together = stack != 1 and execute.can_stack(cfgs)
+        groups = execute.stack_groups(cfgs, stack)  # the engine's own grouping: what trains side by side
         if not quiet:
-            say(pass_line(suite, i, len(plan.passes), cfgs, together))
+            say(pass_line(suite, i, len(plan.passes), cfgs, len(groups) == 1 and len(cfgs) > 1))
         before = set(folder.iterdir())
-        batches = [cfgs] if together else [[c] for c in cfgs]
-        for batch in batches:
+        for group in groups:  # a group that fails is recorded and the suite goes on
+            batch = [cfgs[j] for j in group]
             try:
-                if len(batch) > 1:
-                    execute.train_group(batch, folder, lang=lang, quiet=quiet, stack=stack)
-                else:
-                    execute.train(batch[0], folder, lang=lang, quiet=quiet, stack=stack)
-            except DivergedError as e:
-                problems.append(str(e))
-            except RegbenchError as e:
-                problems.append(f"{batch[0].name}: {e}")
-                diverged_only = False
-            except Exception as e:  # a torch error (out of memory, …): this pass failed, the suite goes on
-                problems.append(f"{batch[0].name}: {e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-                diverged_only = False
+                execute.train_group(batch, folder, lang=lang, quiet=quiet, stack=stack)
+            except Exception as e:
+                status, error = status_of(e)
+                problems.append(error if status == "diverged" else f"{batch[0].name}: {error}")
+                diverged_only = diverged_only and status == "diverged"
         made = sorted(p for p in set(folder.iterdir()) - before if (p / "summary.json").is_file())
         runs += made
     seconds = time.perf_counter() - t0

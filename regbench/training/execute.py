@@ -222,6 +222,17 @@ def _neutral(entry: Any) -> Any:
     return [kind, params]
 
 
+def stack_groups(cfgs: Sequence[Config], stack: int | None, ids: Sequence[int] | None = None) -> list[list[int]]:
+    """The runs that train together: `cfgs` (named by `ids`, default their positions) grouped by `stack_key`,
+    in order of first appearance; every run alone with `stack=1` or an ensemble (it stacks its own members)."""
+    ids = list(range(len(cfgs))) if ids is None else list(ids)
+    groups: dict[str, list[int]] = {}
+    for i, cfg in zip(ids, cfgs, strict=True):
+        alone = stack == 1 or cfg.train.ensemble > 1
+        groups.setdefault(f"alone:{i}" if alone else stack_key(cfg), []).append(i)
+    return list(groups.values())
+
+
 def can_stack(cfgs: list[Config]) -> bool:
     """True when the configs differ only in per-member values (and there are at least two)."""
     return len(cfgs) > 1 and len({stack_key(c) for c in cfgs}) == 1 and all(c.train.ensemble == 1 for c in cfgs)
@@ -255,6 +266,8 @@ def train_group(
     fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=stack, keep_going=True)
     runs = [load_trained(f.path) for f in fitted]
     diverged = [r for r in runs if r.status == "diverged"]
+    if len(runs) == 1 and diverged:
+        raise DivergedError(str(diverged[0].summary.get("error", "diverged")))
     if diverged:
         raise DivergedError(
             f"{len(diverged)} of {len(runs)} runs diverged ({', '.join(r.path.name for r in diverged)}); "
@@ -293,7 +306,7 @@ def fit_all(
     """
     callbacks = callbacks or [None] * len(cfgs)
     fitted: dict[int, Fitted] = {}
-    fresh: dict[str, list[int]] = {}
+    fresh: list[int] = []
     for i, (cfg, path) in enumerate(zip(cfgs, paths, strict=True)):
         prior = read_prior(path)
         if prior is not None and prior.status in FINISHED and not (extend and prior.status == "completed"):
@@ -306,8 +319,8 @@ def fit_all(
             run_setup = setup or prepare(cfg, threads=prior.summary.get("threads"))
             fitted[i] = fit_alone(cfg, run_setup, path, say, lang, load_checkpoint(path), callbacks[i], keep_going)
         else:
-            fresh.setdefault(f"alone:{i}" if stack == 1 else stack_key(cfg), []).append(i)
-    for group in fresh.values():
+            fresh.append(i)
+    for group in stack_groups([cfgs[i] for i in fresh], stack, fresh):
         group_setup = setup or prepare(cfgs[group[0]])
         size = min(stack or len(group), max_members(cfgs[group[0]], group_setup)) if len(group) > 1 else 1
         for part in chunks(group, size):
