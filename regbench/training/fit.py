@@ -86,7 +86,7 @@ def fit(
                 start, n_steps = plan.start(epoch), plan.steps_in(epoch)
                 losses, correct, norms = run_epoch(engine, plan, train_set, epoch=epoch, progress=progress)
                 # ---- once per epoch: read the sums (the only host sync of the epoch), evaluate, log
-                costs = (losses.sum(1) / n_steps).tolist()
+                costs = [s / n_steps for s in losses.sum(1).tolist()]  # float64 division, as the book's
                 t_steps = time.perf_counter()
                 live = [m for m, mb in enumerate(members) if mb.active and math.isfinite(costs[m])]
                 if live:
