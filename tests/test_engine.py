@@ -6,7 +6,9 @@ import pytest
 from conftest import tiny
 
 import regbench
-from regbench.training.execute import train_group
+from regbench.core import console
+from regbench.core.errors import Pruned
+from regbench.training.execute import fit_all, train_group
 from regbench.training.plan import GRAD_NORM_SAMPLES, Plan
 
 
@@ -65,3 +67,37 @@ def test_a_seed_group_prints_one_line_per_epoch(runs, capsys):
     regbench.train(tiny(train__report=1), runs, seeds=3)
     out = capsys.readouterr().out
     assert out.count("Epoch 2:") == 1 and "(mean of 3 seeds)" in out
+
+
+def test_runs_one_after_another_keep_their_own_logs(runs):
+    """Each run's log.txt holds its own report, not the earlier runs' (they share the console, not the log)."""
+    first, second = regbench.train(tiny(train__report=1), runs, seeds=2, stack=1, quiet=True)
+    for run in (first, second):
+        log = (run.path / "log.txt").read_text(encoding="utf-8")
+        assert log.count("train started") == 1 and f"Model {run.config['name']}" in log
+
+
+def test_seeds_of_an_ensemble_are_announced_and_stack_their_members(runs, capsys):
+    regbench.train(tiny(train__ensemble=2, train__epochs=1), runs, seeds=2)
+    out = capsys.readouterr().out
+    assert "Seed 1/2 (seed 1234):" in out and "Seed 2/2 (seed 1235):" in out
+    assert out.count("(2 models side by side)") == 2  # each ensemble's members train side by side
+
+
+def test_a_pruned_run_resumes_from_its_checkpoint(runs):
+    """A run its sweep pruned stays pruned for the sweep, and `resume` trains it on to the end as it would have."""
+    cfg = tiny(train__epochs=3, train__checkpoint_every=0)
+    path = runs / "pruned"
+    path.mkdir(parents=True)
+
+    def prune(row):
+        if row["epoch"] == 1:
+            raise Pruned("hopeless")
+
+    fit_all([cfg], [path], console.Printer(True), "ko", callbacks=[prune], keep_going=True)
+    pruned = regbench.load_run(path)
+    assert pruned.status == "pruned" and pruned.summary["pruned"] == "hopeless" and "error" not in pruned.summary
+    resumed = regbench.resume(path, quiet=True)
+    assert resumed.status == "completed" and resumed.summary["epochs_done"] == 3
+    full = regbench.train(cfg, runs / "full", quiet=True)
+    assert [m["train_loss"] for m in resumed.metrics] == [m["train_loss"] for m in full.metrics]

@@ -183,7 +183,10 @@ class Stacked(Engine):
         self.first_weight = self.weights[0]
         self.live = torch.ones(self.k, device=setup.device)  # a frozen member's loss counts 0
         self.unit = dataclasses.replace(cfg.optimizer, lr=1.0, min_lr=0.0)  # lr_at is affine in lr: lr·α + β
-        self.templates: list[dict[str, Any] | None] = [None] * self.k
+        # a torch optimizer's state_dict layout per member (what a run alone would save), made before training:
+        # the first torch optimizer built in a process costs seconds (imports), which must not count as checkpoint time
+        dummies = [torch.zeros(p.shape[1:], device=setup.device, requires_grad=True) for p in self.params]
+        self.templates = [make_optimizer(dummies, c.optimizer, setup.device).state_dict() for c in cfgs]
 
     def set_lr(self, t: float, total_epochs: float) -> None:
         oc = self.cfgs[0].optimizer
@@ -245,9 +248,6 @@ class Stacked(Engine):
 
     def checkpoint_state(self, m: int) -> tuple[Tensors, dict[str, Any]]:
         """Member m's weights and a torch optimizer's state_dict for them (what a run alone would save)."""
-        if self.templates[m] is None:
-            dummies = [torch.zeros(p.shape[1:], device=self.device, requires_grad=True) for p in self.params]
-            self.templates[m] = make_optimizer(dummies, self.cfgs[m].optimizer, self.device).state_dict()
         return member_state(self.net, m), self.opt.member_state_dict(m, self.templates[m])
 
     def freeze(self, m: int) -> None:

@@ -75,8 +75,11 @@ def train_ensemble(
     ]
     dirs = [path / "members" / f"m{i + 1}-seed{c.seed}" for i, c in enumerate(cfgs)]
     try:
+        done = [i for i, d in enumerate(dirs) if (d / SUMMARY).is_file()]
         for member_dir in dirs:
             member_dir.mkdir(exist_ok=True)
+        seeds = ", ".join(str(c.seed) for c in cfgs)
+        say(f"Ensemble of {n} (seeds {seeds})" + (f", {len(done)} member(s) resumed or reused:" if done else ":"))
         fitted = fit_all(cfgs, dirs, say, lang, setup=setup, stack=stack, keep_going=True)
         for i, f in enumerate(fitted):
             if f.summary["status"] != "completed":
@@ -140,7 +143,7 @@ def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", qui
     setup = prepare(cfg, threads=run.summary.get("threads"))
     if epochs is not None:
         RunWriter(path).write_config(cfg.to_dict())
-    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, extend=epochs is not None)
+    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, continuing=True)
     return load_trained(path)
 
 
@@ -289,7 +292,7 @@ def fit_all(
     keep_going: bool = False,
     announce: Callable[[int], None] | None = None,
     report_test: bool = True,
-    extend: bool = False,
+    continuing: bool = False,
 ) -> list[Fitted]:
     """THE dispatcher: bring every config's run directory to its end, deciding how each one is trained.
 
@@ -301,23 +304,28 @@ def fit_all(
       of one, or `stack=1`, trains alone, each after `announce(i)` when given.
     `setup` (the data on the device) is shared when given, else prepared per group. `callbacks[i]` is run i's
     per-epoch callback. A run alone that diverges raises DivergedError unless `keep_going`, which records it and
-    goes on (side by side, the others always go on). With `extend` (`resume --epochs`), a completed run with a
-    checkpoint trains on. Returns one Fitted per config, in order.
+    goes on (side by side, the others always go on). With `continuing` (`resume`), a finished run with a checkpoint
+    trains on (a pruned run; a completed one given more epochs). Returns one Fitted per config, in order.
     """
     callbacks = callbacks or [None] * len(cfgs)
     fitted: dict[int, Fitted] = {}
     fresh: list[int] = []
     for i, (cfg, path) in enumerate(zip(cfgs, paths, strict=True)):
         prior = read_prior(path)
-        if prior is not None and prior.status in FINISHED and not (extend and prior.status == "completed"):
+        if prior is not None and prior.status in FINISHED and not continuing:
             fitted[i] = Fitted(None, prior.summary, finished_probabilities(cfg, setup, prior), path)
         elif cfg.train.ensemble > 1:
             path = path or create_run_dir(out, cfg.name)
-            train_ensemble(cfg, setup or prepare(cfg), path, say, lang, stack)
+            if announce is not None:
+                announce(i)
+            train_ensemble(cfg, setup or prepare(cfg), path, console.Printer(say.quiet), lang, stack)
             fitted[i] = Fitted(None, load_run(path).summary, None, path)
         elif prior is not None and load_checkpoint(path) is not None:
             run_setup = setup or prepare(cfg, threads=prior.summary.get("threads"))
-            fitted[i] = fit_alone(cfg, run_setup, path, say, lang, load_checkpoint(path), callbacks[i], keep_going)
+            if announce is not None:
+                announce(i)
+            own = console.Printer(say.quiet)  # a run's log.txt holds its own report only
+            fitted[i] = fit_alone(cfg, run_setup, path, own, lang, load_checkpoint(path), callbacks[i], keep_going)
         else:
             fresh.append(i)
     for group in stack_groups([cfgs[i] for i in fresh], stack, fresh):
@@ -329,8 +337,9 @@ def fit_all(
                 i = part[0]
                 if announce is not None:
                     announce(i)
+                own = console.Printer(say.quiet)  # a run's log.txt holds its own report only
                 fitted[i] = fit_alone(
-                    cfgs[i], group_setup, part_paths[0], say, lang, None, callbacks[i], keep_going, report_test
+                    cfgs[i], group_setup, part_paths[0], own, lang, None, callbacks[i], keep_going, report_test
                 )
                 continue
             cbs = [callbacks[i] for i in part]
@@ -432,5 +441,8 @@ def train_seeds(
             sys.stdout.write(f"Seed {i + 1}/{len(values)} (seed {cfgs[i].seed}):\n")
             sys.stdout.flush()
 
-    fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=1, announce=announce)
+    one_by_one = stack if cfg.train.ensemble > 1 else 1  # an ensemble stacks its own members
+    fitted = fit_all(
+        cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=one_by_one, announce=announce
+    )
     return [load_trained(f.path) for f in fitted]

@@ -96,11 +96,11 @@ def fit(
                         tr_loss, tr_acc = engine.evaluate(train_set)
                     norm_rows = (norms / plan.sampled(n_steps)).tolist()
                 t_eval = time.perf_counter()
-                # checkpoints of all members together, at most every checkpoint_every seconds and never costing
-                # more than 2% of the time (K members' checkpoints are K times one's); always after the last epoch
+                # checkpoints at most every checkpoint_every seconds (side by side, of all members together and never
+                # costing more than 2% of the time: K members' checkpoints are K times one's); always after the last epoch
                 since = time.perf_counter() - last_round
-                round_due = epoch == plan.epochs or tc.checkpoint_every <= 0
-                round_due = round_due or since >= max(tc.checkpoint_every, 50 * round_cost)
+                every = tc.checkpoint_every if k == 1 else max(tc.checkpoint_every, 50 * round_cost)
+                round_due = epoch == plan.epochs or tc.checkpoint_every <= 0 or since >= every
                 ckpt_cost = 0.0
                 for m, member in enumerate(members):
                     if not member.active:
@@ -148,8 +148,8 @@ def fit(
                         engine.freeze(m)
                 if round_due:
                     last_round, round_cost = time.perf_counter(), ckpt_cost
-                if live and tc.report > 0 and epoch % tc.report == 0:
-                    lines.epoch(epoch, costs, train_acc, val_acc)
+                if tc.report > 0 and epoch % tc.report == 0:
+                    lines.epoch(epoch, costs, train_acc if live else None, val_acc if live else None)
                 if not any(mb.active for mb in members):
                     break
 
@@ -251,13 +251,15 @@ class EpochLines:
         for member in self.members:  # each run's own log.txt reads as if it had trained alone
             member.say(console.train_started(member.cfg.name))
 
-    def epoch(self, epoch: int, costs: list[float], train_acc: list, val_acc: list) -> None:
+    def epoch(self, epoch: int, costs: list[float], train_acc: list | None, val_acc: list | None) -> None:
         if len(self.members) == 1:
             return  # the member printed the book's line
         now = time.perf_counter()
         secs, total = int(now - self.t_report), int(now - self.t0)
         for group in self.groups:
             live = [m for m in group if self.members[m].active or self.members[m].summary.get("stopped_early") == epoch]
+            if train_acc is None or val_acc is None:  # every member diverged in this epoch
+                live = []
             name = self.members[group[0]].cfg.name
             if not live:
                 self.say(f"    Epoch {epoch}: {name}: no member is training")
