@@ -165,3 +165,15 @@ def test_unstratified_split_is_the_books_plain_shuffle():
     assert int(y[strat["train"]].sum()) == 8  # stratified: 10% of the train split is class 1
     cfg = regbench.load_config({"data": {"name": "digits", "split": {"stratify": False}}})
     assert cfg.data.split.stratify is False and load_data(cfg.data).size("train") == 1430
+
+
+def test_both_engines_train_the_books_epoch_on_the_books_split(runs):
+    """Plain split and the book's epoch (the first ⌊N/batch⌋·batch samples of each shuffled order), alone and
+    side by side: the same steps and the same numbers."""
+    cfg = tiny(data__split={"stratify": False}, train__batch_size=7, train__epochs=2)
+    alone = [regbench.train(cfg, runs / "alone", quiet=True, overrides={"seed": s}) for s in (5, 6)]
+    stacked = regbench.train(cfg, runs / "stacked", quiet=True, seeds=[5, 6])
+    for a, b in zip(alone, stacked, strict=True):
+        assert a.summary["data"]["train"] == 90 and a.summary["steps_done"] == b.summary["steps_done"] == 2 * (90 // 7)
+        assert b.summary.get("side_by_side") == 2
+        assert a.summary["train_loss"] == pytest.approx(b.summary["train_loss"], rel=1e-4)
