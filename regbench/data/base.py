@@ -149,8 +149,8 @@ def data_info(cfg: DataConfig) -> DataInfo:
 
 def load_data(cfg: DataConfig) -> Dataset:
     """Load the configured data set, split it into train/val/test (book ratios, seeded, stratified unless
-    `split.stratify` is false), cap
-    each split at `data.limit`, and normalize it with statistics of the training split."""
+    `split.stratify` is false), cap each split at `data.limit`, and normalize it with statistics of the
+    training split (npz's "auto": unit for uint8 pixels, none for float values)."""
     entry = DATASETS[cfg.name]
     info = data_info(cfg)
     arrays = entry.load(cfg)
