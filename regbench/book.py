@@ -237,6 +237,7 @@ class FlowersDataset(RegbenchDataset):
         download: bool = False,
     ):
         data: dict[str, Any] = {"name": "flowers", "resolution": list(resolution), **tree_keys(root, "flower_photos")}
+        data["split"] = {"stratify": False}  # the book's shuffle_data: a plain shuffle
         if channels_of(input_shape):
             data["channels"] = 1
         if download:
@@ -261,6 +262,7 @@ class Office31Dataset(RegbenchDataset):
         root: str | Path | None = None,
     ):
         data: dict[str, Any] = {"name": "office31", "resolution": list(resolution), **tree_keys(root, "office31")}
+        data["split"] = {"stratify": False}  # the book's shuffle_data: a plain shuffle
         if channels_of(input_shape):
             data["channels"] = 1
         with files_hint("root= takes the book's folder of <domain>/images/<object>/*.jpg (data/chap06/office31)"):

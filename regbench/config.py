@@ -37,6 +37,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 class Split:
     train: float = 0.8  # book: tr_ratio 0.8 of the shuffled data
     val: float = 0.05  # book: va_ratio 0.05; the rest is the test split
+    stratify: bool = True  # every class in proportion in every split; false: the book's plain shuffle
 
     def __post_init__(self):
         require(0 < self.train < 1, "train", "must be between 0 and 1 (exclusive)", self.train)

@@ -26,7 +26,7 @@ def test_normalize_statistics_come_from_the_training_split():
     test = torch.full((1, 2, 2, 2), 50.0)
 
     ds = dataset(train, test)
-    assert normalize(ds, "none", 255.0) == {"mode": "none"} and torch.equal(ds.x["test"], test)
+    assert normalize(ds, "none", 255.0, note_unscaled=False) == {"mode": "none"} and torch.equal(ds.x["test"], test)
 
     ds = dataset(train.to(torch.uint8), test.to(torch.uint8))
     normalize(ds, "unit", 255.0)

@@ -34,6 +34,12 @@ LAYER_CASES = {
         8,
     ],
     "dropout": [["conv", {"ksize": 3, "chn": 4}], ["dropout", {"keep_prob": 0.6}], 16, ["dropout", {"keep_prob": 0.8}]],
+    "dropout_dlfs": [  # "Deep Learning from Scratch" dropout: unscaled masks, × keep_prob in evaluation
+        ["conv", {"ksize": 3, "chn": 4}],
+        ["dropout", {"keep_prob": 0.6, "scale": "eval"}],
+        16,
+        ["dropout", {"keep_prob": 0.8, "scale": "eval"}],
+    ],
     "noise": [
         ["noise", {"std": 0.05}],
         ["conv", {"ksize": 3, "chn": 4}],
@@ -90,7 +96,7 @@ def member_cfgs(layers, opt="sgd", lrs=(0.05, 0.1, 0.02), **over):
 
 def _vary(entry, i):
     if isinstance(entry, list) and entry[0] == "dropout":
-        return ["dropout", {"keep_prob": entry[1]["keep_prob"] - 0.1 * i}]
+        return ["dropout", {**entry[1], "keep_prob": entry[1]["keep_prob"] - 0.1 * i}]
     if isinstance(entry, list) and entry[0] == "noise" and entry[1].get("type", "normal") == "normal":
         return ["noise", {**entry[1], "std": entry[1]["std"] * (1 + i)}]
     return entry

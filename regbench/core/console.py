@@ -13,14 +13,12 @@ TEXT = {
         "est": "추정",
         "ans": "정답",
         "head": "[ {} 추정결과 ]",
-        "params": "파라미터 분포",
     },
     "en": {
         "dist": "estimated distribution",
         "est": "estimate",
         "ans": "answer",
         "head": "[ {} estimates ]",
-        "params": "parameter distribution",
     },
 }
 HEAD_TITLES_KO = {"domain": "도메인", "object": "상품"}  # book's Office-31 captions
@@ -81,10 +79,6 @@ def head_caption(head: str, lang: str) -> str:
 def near_zero_line(near: int, total: int) -> str:
     pct = near / total * 100 if total else 0.0
     return f"Near 0 parameters = {pct:4.1f}%({near}/{total})"
-
-
-def param_dist_line(mean: float, std: float, lang: str) -> str:
-    return f"{TEXT[lang]['params']}: mu={mean:5.3f}, sigma={std:5.3f}"
 
 
 class Printer:

@@ -82,7 +82,8 @@ class DatasetEntry:
     doc: str
     files: Callable[[DataConfig], str] = lambda cfg: "built in (no files)"  # where its files are expected
     missing: Callable[[DataConfig], list[str]] = no_files  # expected files that are absent
-    normalize: str = "none"  # default of data.normalize
+    normalize: str = "none"  # default of data.normalize; "auto": unit for 8-bit pixels, none for float values
+    raw_pixels: bool = False  # the book feeds this set's raw 0–255 pixels: no "inputs look unscaled" note
     official: bool = False  # has its own test split (data.split: official)
     fetch: Callable[[DataConfig], str] | None = None  # downloads the files; returns where they went
 
@@ -147,8 +148,9 @@ def data_info(cfg: DataConfig) -> DataInfo:
 
 
 def load_data(cfg: DataConfig) -> Dataset:
-    """Load the configured data set, split it into train/val/test (book ratios, stratified, seeded), cap
-    each split at `data.limit`, and normalize it with statistics of the training split."""
+    """Load the configured data set, split it into train/val/test (book ratios, seeded, stratified unless
+    `split.stratify` is false), cap each split at `data.limit`, and normalize it with statistics of the
+    training split (npz's "auto": unit for uint8 pixels, none for float values)."""
     entry = DATASETS[cfg.name]
     info = data_info(cfg)
     arrays = entry.load(cfg)
@@ -173,7 +175,7 @@ def load_data(cfg: DataConfig) -> Dataset:
         x, y = arrays.x, arrays.y
         if arrays.test is not None:  # one pool, split by the ratios as the book's shuffle_data
             x, y = torch.cat([x, arrays.test[0]]), torch.cat([y, arrays.test[1]])
-        parts = split_indices(y, cfg.split.train, cfg.split.val, cfg.seed)
+        parts = split_indices(y, cfg.split.train, cfg.split.val, cfg.seed, stratify=cfg.split.stratify)
         for name in SPLITS:
             ds.x[name], ds.y[name] = x[parts[name]], y[parts[name]]
     for name in SPLITS:
@@ -183,5 +185,8 @@ def load_data(cfg: DataConfig) -> Dataset:
             ds.x[name], ds.y[name] = ds.x[name][keep], ds.y[name][keep]
     if ds.size("train") == 0:
         raise ConfigError("the train split is empty; use a larger data set or split.train", path="data.split.train")
-    ds.norm = normalize(ds, cfg.normalize or entry.normalize, arrays.scale)
+    mode = cfg.normalize or entry.normalize
+    if mode == "auto":
+        mode = "unit" if arrays.scale is not None else "none"
+    ds.norm = normalize(ds, mode, arrays.scale, note_unscaled=not entry.raw_pixels)
     return ds

@@ -72,6 +72,7 @@ DATASETS.add(
         files=lambda cfg: f"{tree(cfg)}/<class>/*.jpg",
         missing=missing,
         normalize="none",  # the book feeds raw 0–255 pixels
+        raw_pixels=True,
         fetch=fetch,
     ),
 )

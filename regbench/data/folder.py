@@ -48,5 +48,6 @@ DATASETS.add(
         files=lambda cfg: f"{tree(cfg)}/<class>/<image>",
         missing=missing,
         normalize="none",  # as the book's photo sets
+        raw_pixels=True,
     ),
 )

@@ -16,13 +16,15 @@ from ..core.errors import ConfigError
 MODES = ("none", "unit", "standardize", "center")
 
 
-def normalize(ds, mode: str, scale: float | None) -> dict[str, list[float] | float | str]:
-    """Convert every split of `ds` (a Dataset) to float32 and normalize it in place; returns the statistics."""
+def normalize(ds, mode: str, scale: float | None, note_unscaled: bool = True) -> dict[str, list[float] | float | str]:
+    """Convert every split of `ds` (a Dataset) to float32 and normalize it in place; returns the statistics,
+    with a `note` when `none` leaves values that look unscaled (and `note_unscaled`)."""
     for split in ds.x:
         ds.x[split] = ds.x[split].float()
     train = ds.x["train"]
     if mode == "none":
-        return {"mode": mode}
+        note = unscaled_note(train, scale) if note_unscaled else None
+        return {"mode": mode, "note": note} if note else {"mode": mode}
     if mode == "unit":
         if scale is None:
             raise ConfigError(
@@ -42,6 +44,19 @@ def normalize(ds, mode: str, scale: float | None) -> dict[str, list[float] | flo
     for split in ds.x:
         ds.x[split] = ds.x[split].sub_(shift).div_(div)
     return {"mode": mode, "shift": shift.flatten().tolist(), "div": div.flatten().tolist()}
+
+
+def unscaled_note(train: torch.Tensor, scale: float | None) -> str | None:
+    """One line when inputs fed as stored look unscaled: a mean |value| above 2 (0–1, −1…1 and standardized
+    inputs stay below 1; raw 0–255 pixels average about 100, raw digits about 5)."""
+    level = float(train.abs().mean()) if train.numel() else 0.0
+    if level <= 2.0:
+        return None
+    hint = "unit (÷255)" if scale == 255.0 else f"unit (÷{scale:g})" if scale else "standardize or center"
+    return (
+        f"inputs look unscaled (normalize: none, mean |x| = {level:.1f}, max {float(train.abs().max()):g});"
+        f" set data.normalize to {hint} unless that is meant"
+    )
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,8 @@
 
 Arrays: `x` images (N×H×W, N×H×W×C or N×C×H×W; uint8 or float), `y` integer labels (N), optional
 `classes` (N class names, strings), optional `x_test`/`y_test` (a fixed test split: `data.split: official`).
-Nothing is unpickled (allow_pickle=False). uint8 pixels stay uint8 until after splitting.
+Nothing is unpickled (allow_pickle=False). uint8 pixels stay uint8 until after splitting, and are divided
+by 255 by default (`data.normalize: unit`); float arrays are fed as stored (`none`).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ DATASETS.add(
         "your arrays in an .npz file at data.path (x, y; optional classes, x_test, y_test)",
         files=lambda cfg: cfg.path or "data.path (an .npz file)",
         missing=missing,
-        normalize="none",  # the values as stored; `unit` divides uint8 pixels by 255
+        normalize="auto",  # uint8 pixels ÷255 (unit), float values as stored (none)
         official=True,  # when the file has x_test/y_test
     ),
 )

@@ -95,5 +95,6 @@ DATASETS.add(
         files=lambda cfg: f"{tree(cfg)}/<domain>/images/<object>/*.jpg",
         missing=missing,
         normalize="none",  # the book feeds raw 0–255 pixels
+        raw_pixels=True,
     ),
 )

@@ -1,4 +1,5 @@
-"""Seeded, stratified splitting: the book's ratios, with every class kept in proportion in every split."""
+"""Seeded splitting in the book's ratios: stratified (every class in proportion in every split) by default,
+or the book's plain shuffle (`data.split.stratify: false`)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ def stratified_order(ids: np.ndarray) -> np.ndarray:
 
 
 def split_indices(
-    y: torch.Tensor, train: float, val: float, seed: int, book_rounding: bool = True
+    y: torch.Tensor, train: float, val: float, seed: int, book_rounding: bool = True, stratify: bool = True
 ) -> dict[str, torch.Tensor]:
-    """Shuffle with `seed`, stratify, and cut into train/val/test index tensors.
+    """Shuffle with `seed`, stratify (unless `stratify` is false: the book's plain shuffle), and cut into
+    train/val/test index tensors.
 
     As the book's shuffle_data: train = int(N·train / 10)·10 samples (a multiple of its batch size 10),
     val = int(N·val), test = the rest.
@@ -44,7 +46,7 @@ def split_indices(
     n = int(y.shape[0])
     g = np.random.default_rng(seed)
     perm = g.permutation(n)
-    order = perm[stratified_order(class_ids(y[torch.as_tensor(perm)]))]
+    order = perm[stratified_order(class_ids(y[torch.as_tensor(perm)]))] if stratify else perm
     n_train = int(n * train / 10) * 10 if book_rounding else int(n * train)
     n_train = max(n_train, min(n, 1))
     n_val = int(n * val)

@@ -145,7 +145,7 @@ def _text(e: LayerEntry) -> str:
     if e.type in ("max", "avg"):
         return f"{e.type}({_pair(p('stride'))})"
     if e.type == "dropout":
-        return f"dropout({p('keep_prob', 1.0):g})"
+        return f"dropout({p('keep_prob', 1.0):g}{', eval' if p('scale', 'train') == 'eval' else ''})"
     if e.type == "noise":
         if p("type", "normal") == "normal":
             return f"noise(normal std={p('std', 1.0):g})"

@@ -260,6 +260,9 @@ def avg_pool(a: PoolArgs, shape: Shape, ctx: BuildContext):
 @dataclass(frozen=True)
 class DropoutArgs:
     keep_prob: float = 1.0  # book default 1.0 (keeps everything); must be in (0, 1]
+    # where the 1/keep_prob correction goes: `train` scales kept values up in training (the book's, inverted
+    # dropout); `eval` multiplies by keep_prob in evaluation ("Deep Learning from Scratch", non-inverted)
+    scale: Literal["train", "eval"] = "train"
 
     def __post_init__(self):
         require(0 < self.keep_prob <= 1, "keep_prob", "must be in (0, 1]", self.keep_prob)
@@ -267,13 +270,14 @@ class DropoutArgs:
 
 @layer("dropout", DropoutArgs)
 def dropout(a: DropoutArgs, shape: Shape, ctx: BuildContext):
-    """Dropout: keeps a value with probability keep_prob, scaled by 1/keep_prob; identity in evaluation."""
-    return [Dropout(a.keep_prob)], shape
+    """Dropout: keeps a value with probability keep_prob, scaled by 1/keep_prob; identity in evaluation
+    (`scale: eval`: unscaled in training, × keep_prob in evaluation)."""
+    return [Dropout(a.keep_prob, a.scale)], shape
 
 
 @dropout.stacked
 def stacked_dropout(a: DropoutArgs, shape: Shape, ctx: BuildContext):
-    return [StackedDropout(ctx.each("keep_prob"))], shape
+    return [StackedDropout(ctx.each("keep_prob"), a.scale)], shape  # scale is in the stack key: one for all
 
 
 @dataclass(frozen=True)

@@ -12,23 +12,27 @@ from ..stacked.layers import keep_mask
 
 class Dropout(nn.Module):
     """Book dropout: keep each value with probability keep_prob and scale by 1/keep_prob; identity in eval.
+    `scale="eval"` is DLFS's: the mask alone in training, × keep_prob in evaluation (the same expectation).
 
     Draws come from `generator` (set by the trainer), so a run is reproducible and independent of other
     random draws in the process.
     """
 
-    def __init__(self, keep_prob: float):
+    def __init__(self, keep_prob: float, scale: str = "train"):
         super().__init__()
-        self.keep_prob = keep_prob
+        self.keep_prob, self.scale = keep_prob, scale
         self.generator: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.keep_prob >= 1.0:
+        if self.keep_prob >= 1.0:
             return x
-        return x * keep_mask(x.shape, self.keep_prob, x.device, x.dtype, self.generator) * (1.0 / self.keep_prob)
+        if not self.training:
+            return x * self.keep_prob if self.scale == "eval" else x
+        mask = keep_mask(x.shape, self.keep_prob, x.device, x.dtype, self.generator)
+        return x * mask if self.scale == "eval" else x * mask * (1.0 / self.keep_prob)
 
     def extra_repr(self) -> str:
-        return f"keep_prob={self.keep_prob}"
+        return f"keep_prob={self.keep_prob}" + (", scale=eval" if self.scale == "eval" else "")
 
 
 class Noise(nn.Module):

@@ -83,7 +83,7 @@ def describe_spec(spec: LayerSpec) -> str:
         s = a.stride if isinstance(a.stride, int) else "x".join(map(str, a.stride))
         return f"{spec.type}({s})"
     if spec.type == "dropout":
-        return f"dropout({a.keep_prob:g})"
+        return f"dropout({a.keep_prob:g}{', eval' if a.scale == 'eval' else ''})"
     if spec.type == "noise":
         return f"noise({a.type} std={a.std:g})" if a.type == "normal" else f"noise(uniform {a.low:g}..{a.high:g})"
     if spec.type == "activation":

@@ -118,22 +118,31 @@ def keep_mask(
 
 
 class StackedDropout(nn.Module):
-    """Book dropout with a keep_prob per member; member k's mask comes from generator k."""
+    """Book dropout with a keep_prob per member; member k's mask comes from generator k. `scale="eval"`
+    (DLFS): masks unscaled in training, member k × keep_prob k in evaluation."""
 
-    def __init__(self, keep_probs: list[float]):
+    def __init__(self, keep_probs: list[float], scale: str = "train"):
         super().__init__()
-        self.keep_probs = list(keep_probs)
+        self.keep_probs, self.scale = list(keep_probs), scale
         self.generators: list[torch.Generator | None] = [None] * len(keep_probs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or all(p >= 1.0 for p in self.keep_probs):
+        if all(p >= 1.0 for p in self.keep_probs):
             return x
-        parts = to_members(x, len(self.keep_probs))
+        k = len(self.keep_probs)
+        parts = to_members(x, k)
+        if not self.training:
+            if self.scale != "eval":
+                return x
+            factors = torch.tensor(self.keep_probs, device=x.device, dtype=x.dtype)
+            return from_members(parts * factors.view(k, *[1] * (parts.dim() - 1)))
         masks = []
         for p, g in zip(self.keep_probs, self.generators, strict=True):
             shape = parts.shape[1:]
             if p >= 1.0:
                 masks.append(torch.ones(shape, device=x.device, dtype=x.dtype))
+            elif self.scale == "eval":
+                masks.append(keep_mask(shape, p, x.device, x.dtype, g))
             else:
                 masks.append(keep_mask(shape, p, x.device, x.dtype, g) * (1.0 / p))
         return x * from_members(torch.stack(masks))

@@ -75,6 +75,9 @@ def fit(
     callbacks = callbacks or [None] * k
     final: dict[int, tuple[dict, dict]] = {}  # member → (last weights, tested weights) once it stops
     lines = EpochLines(cfgs, members, say)
+    if ckpt is None and (note := setup.data.norm.get("note")):  # summary.json has it in `normalization`
+        for printer in dict.fromkeys([say, *says]):
+            printer(f"note: {note}")
     try:
         if tc.report > 0 and ckpt is None:
             lines.started()
@@ -240,7 +243,7 @@ class EpochLines:
         for m, c in enumerate(cfgs):
             groups.setdefault(repr({**c.to_dict(), "seed": None}), []).append(m)
         self.groups = list(groups.values())
-        self.t0 = self.t_report = time.perf_counter()
+        self.t0, self.tick_report = time.perf_counter(), 0  # one integer clock, as Member's lines
 
     def started(self) -> None:
         if len(self.members) == 1:
@@ -255,7 +258,8 @@ class EpochLines:
         if len(self.members) == 1:
             return  # the member printed the book's line
         now = time.perf_counter()
-        secs, total = int(now - self.t_report), int(now - self.t0)
+        total = int(now - self.t0)
+        secs, self.tick_report = total - self.tick_report, total
         for group in self.groups:
             live = [m for m in group if self.members[m].active or self.members[m].summary.get("stopped_early") == epoch]
             if train_acc is None or val_acc is None:  # every member diverged in this epoch
@@ -269,7 +273,6 @@ class EpochLines:
             line = console.epoch_line(epoch, cost, train, _mean([val_acc[m] for m in live if val_acc[m]]), secs, total)
             label = f"mean of {len(live)} seeds" if len(live) > 1 else f"seed {self.members[live[0]].cfg.seed}"
             self.say(f"{line} {name} ({label})" if len(self.groups) > 1 else f"{line} ({label})")
-        self.t_report = now
 
 
 def _mean(rows: list[list[float]]) -> list[float] | None:

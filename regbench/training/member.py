@@ -138,7 +138,10 @@ class Member:
                 self.best_state = torch.load(path / "best.pt", map_location=setup.device, weights_only=True)
             self.first_epoch, t_offset = ckpt["epoch"] + 1, ckpt["summary"].get("train_s", 0.0)
         self.writer.write_summary(self.summary, now=True)
-        self.t0 = self.t_report = time.perf_counter() - t_offset
+        self.t0 = time.perf_counter() - t_offset
+        # the book's epoch seconds are differences of one integer clock (whole seconds since training began),
+        # so a line's own seconds add up to its total; a resumed run's first line counts from the resume
+        self.tick_report = int(t_offset)
         self.checkpointed = ckpt["epoch"] if ckpt else 0  # the epoch of the last checkpoint written
 
     def diverged_message(self, epoch: int, start: int, losses: torch.Tensor) -> str:
@@ -177,12 +180,12 @@ class Member:
         summary.update(epochs_done=epoch, steps_done=start + n_steps, train_loss=cost, train_s=now - self.t0)
         summary.update(train_acc=row["train_acc"], val_acc=row["val_acc"], val_loss=val_loss)
         if tc.report > 0 and epoch % tc.report == 0:
-            secs, total = int(now - self.t_report), int(now - self.t0)
+            total = int(now - self.t0)
+            secs, self.tick_report = total - self.tick_report, total
             line = console.epoch_line(epoch, cost, stats.train_acc, val_acc, secs, total)
             if tc.eval_train:
                 line += f" [train eval {console.acc_text(stats.train_eval_acc)}]"
             self.say(line)
-            self.t_report = now
         # best epoch and early stopping, watched on the first head
         improved = val_acc is not None and track_best(summary, epoch, val_loss, val_acc[0], tc.early_stop)
         if improved and self.keep_best:
@@ -222,10 +225,9 @@ class Member:
         if report_test and cfg.train.show > 0 and result.probs is not None:
             show_samples(result.probs, result.answers, info, cfg, lang, say)
         stats = result.params
-        if cfg.train.show_params:
+        if cfg.train.show_params:  # mean and std stay in summary.json's params: the book prints no line of them
             if report_test:
                 say(console.near_zero_line(stats["near_zero"], stats["weights"]))
-                say(console.param_dist_line(stats["mean"], stats["std"], lang))
             save_param_hist(result.weights, self.path / "params_hist.png")
         final_train = first_head(self.row.get("train_eval_acc", summary.get("train_acc")))
         final_val = first_head(summary.get("val_acc"))
