@@ -21,11 +21,12 @@ from ..core.errors import ConfigError, DivergedError, RegbenchError, RunDirError
 from ..core.resources import memory_bytes
 from ..core.values import one_or_list
 from ..nn.model import build_model
-from ..rundir import SUMMARY, Run, RunWriter, create_run_dir, load_checkpoint, load_run
+from ..rundir import CHECKPOINT, SUMMARY, Run, RunWriter, create_run_dir, load_checkpoint, load_run
 from .fit import Fitted, OnEpoch, fit
 from .infer import EVAL_BATCH, TrainedRun, load_trained, tested_probabilities
 from .member import now_iso, status_of, versions
 from .plan import Setup, chunks, prepare
+from .resume_check import mark_failed
 
 FINISHED = ("completed", "diverged", "pruned")  # a run directory in one of these is never trained again
 
@@ -125,13 +126,17 @@ def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", qui
     from ..resolve import load_config
 
     path = Path(path)
-    run = load_run(path)
+    run = load_run(path, strict=False)  # its metrics are rebuilt from the checkpoint, not read from the file
     if run.status == "diverged":
         raise RunDirError(
             f"{path}: the run diverged; resuming would repeat the same steps and diverge again "
             "(train its config.yaml again with a lower optimizer.lr)"
         )
-    cfg = load_config(run.config)
+    try:
+        cfg = load_config(run.config)
+    except RegbenchError as e:  # a config.yaml edited into an invalid one
+        mark_failed(path, f"{path / 'config.yaml'}: {e}")
+        raise RunDirError(f"{path / 'config.yaml'}: {e}") from None
     lang = run.summary.get("lang", lang)
     if epochs is not None:
         cfg = extended(cfg, run, epochs)
@@ -302,9 +307,14 @@ def fit_all(
             path = path or create_run_dir(out, cfg.name)
             train_ensemble(cfg, setup or prepare(cfg), path, say, lang, stack)
             fitted[i] = Fitted(None, load_run(path).summary, None, path)
-        elif prior is not None and load_checkpoint(path) is not None:
-            run_setup = setup or prepare(cfg, threads=prior.summary.get("threads"))
-            fitted[i] = fit_alone(cfg, run_setup, path, say, lang, load_checkpoint(path), callbacks[i], keep_going)
+        elif prior is not None and (path / CHECKPOINT).is_file():
+            try:  # a checkpoint that cannot continue the run is one error line, and the run is marked failed
+                ckpt = load_checkpoint(path)
+                run_setup = setup or prepare(cfg, threads=prior.summary.get("threads"))
+                fitted[i] = fit_alone(cfg, run_setup, path, say, lang, ckpt, callbacks[i], keep_going)
+            except RegbenchError as e:
+                mark_failed(path, str(e))
+                raise
         else:
             fresh.setdefault(f"alone:{i}" if stack == 1 else stack_key(cfg), []).append(i)
     for group in fresh.values():
@@ -351,7 +361,7 @@ def read_prior(path: Path | None) -> Run | None:
     if path is None or not (path / SUMMARY).is_file():
         return None
     try:
-        return load_run(path)
+        return load_run(path, strict=False)
     except RegbenchError:
         return None
 

@@ -25,6 +25,7 @@ from ..nn.model import Net
 from .engines import Solo, Stacked, make_engine
 from .member import EpochStats, Member, TestResult, status_of
 from .plan import Batches, Plan, Setup
+from .resume_check import check_checkpoint, restore_checked, steps_after
 
 OnEpoch = Callable[[dict[str, Any]], None] | None
 
@@ -64,14 +65,15 @@ def fit(
     plan = Plan.of(cfg, setup.splits["train"].n)
     train_set, val_set, test_set = setup.splits["train"], setup.splits["val"], setup.splits["test"]
     says = [say] if k == 1 else [console.Printer(True) for _ in cfgs]  # side by side: each run's own log
+    if ckpt is not None:  # checked and restored before anything in the run directory is rewritten
+        assert isinstance(engine, Solo), "a checkpoint continues one run alone"
+        check_checkpoint(ckpt, cfg, paths[0], plan.epochs, steps_after(plan, ckpt.get("epoch")))
+        restore_checked(engine, ckpt, paths[0])
     members = [Member(c, setup, p, s, plan.epochs, ckpt) for c, p, s in zip(cfgs, paths, says, strict=True)]
     for member in members:
         member.summary.setdefault("lang", lang)  # a resumed run goes on printing in its own language
         if k > 1:
             member.summary["side_by_side"] = k
-    if ckpt is not None:
-        assert isinstance(engine, Solo), "a checkpoint continues one run alone"
-        engine.restore(ckpt)
     callbacks = callbacks or [None] * k
     final: dict[int, tuple[dict, dict]] = {}  # member → (last weights, tested weights) once it stops
     lines = EpochLines(cfgs, members, say)

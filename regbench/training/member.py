@@ -200,6 +200,8 @@ class Member:
         self.checkpointed = epoch
         state = {"epoch": epoch, "model": model, "optimizer": optimizer, "rng": rng, "summary": self.summary}
         state.update(log=self.say.lines, stopper_bad=self.stopper.bad if self.stopper else 0)
+        # the record resume rebuilds from and checks against (metrics.jsonl and config.yaml can be damaged or edited)
+        state.update(metrics=self.writer.rows, config=self.cfg.to_dict())
         self.writer.save_checkpoint(state)
         self.writer.write_summary(self.summary)
 
