@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from .core.errors import ConfigError
 from .core.schema import describe, load_yaml, require, to_plain
+from .core.resources import usable_cores
 
 Activation = Literal["relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "none"]
 InitType = Literal[
@@ -201,6 +202,13 @@ class TrainConfig:
         ok = re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None
         require(ok, "device", "must be auto, cpu, cuda or cuda:N", self.device)
         require(self.threads is None or self.threads >= 1, "threads", "must be ≥ 1 or null", self.threads)
+        cores = usable_cores()
+        require(
+            self.threads is None or self.threads <= cores,
+            "threads",
+            f"must be at most the {cores} CPU cores this process may use (or null: the free ones)",
+            self.threads,
+        )
         require(self.iterations is None or self.iterations >= 1, "iterations", "must be ≥ 1 or null", self.iterations)
         require(self.log_every >= 0, "log_every", "must be ≥ 0", self.log_every)
         require(1 <= self.ensemble <= 1000, "ensemble", "must be between 1 and 1000", self.ensemble)

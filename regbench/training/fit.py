@@ -89,8 +89,12 @@ def fit(
                 losses, correct, norms = run_epoch(engine, plan, train_set, epoch=epoch, progress=progress)
                 # ---- once per epoch: read the sums (the only host sync of the epoch), evaluate, log
                 costs = (losses.sum(1) / n_steps).tolist()
+                if epoch == 1:  # the scale an exploding loss is measured against (kept in the summary for resume)
+                    for member, first in zip(members, losses[:, 0].tolist(), strict=True):
+                        if math.isfinite(first):
+                            member.summary["first_loss"] = first
                 t_steps = time.perf_counter()
-                live = [m for m, mb in enumerate(members) if mb.active and math.isfinite(costs[m])]
+                live = [m for m, mb in enumerate(members) if mb.active and not mb.explodes(costs[m])]
                 if live:
                     train_acc = (correct.double() / plan.seen(n_steps)).tolist()
                     val_loss, val_acc = engine.evaluate(val_set)
@@ -107,7 +111,7 @@ def fit(
                 for m, member in enumerate(members):
                     if not member.active:
                         continue
-                    if not math.isfinite(costs[m]):  # frozen; its last good checkpoint stays
+                    if member.explodes(costs[m]):  # non-finite or exploded: frozen; its last good checkpoint stays
                         member.active = False
                         member.close("diverged", member.diverged_message(epoch, start, losses[m]))
                         if k > 1:
