@@ -140,6 +140,8 @@ def run_sweep(
     study = SweepStudy(sweep, url)
     study.ensure(say)
     study.reap()
+    with file_lock(sweep_dir / LOCK):  # trials failed by a dying worker continue from their checkpoints
+        study.retry_lost()
     report = SweepReport(
         sweep, sweep_dir, views_from_study(sweep, study.trials(), sweep_dir), storage and masked(storage)
     )
