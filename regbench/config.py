@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from .core.errors import ConfigError
 from .core.schema import describe, load_yaml, require, to_plain
-from .core.resources import usable_cores
+from .core.cgroups import usable_cores
 
 Activation = Literal["relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "none"]
 InitType = Literal[

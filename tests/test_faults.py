@@ -138,3 +138,59 @@ def test_a_sweep_worker_killed_mid_batch_loses_no_trial(tmp_path):
     assert all([m["epoch"] for m in r.metrics] == list(range(1, 151)) for r in runs)
     resumed = [r for r in runs if r.summary.get("resumed")]
     assert resumed and all(len(r.summary["resumed"]) == 1 for r in resumed)  # continued once, not retrained
+
+
+# ----------------------------------------------------------------------------------------------- signals
+LONG = """
+name: long
+data: {name: synthetic, count: 200, classes: 3}
+model: {layers: [16]}
+train: {epochs: 100000, batch_size: 10, report: 0, show: 0, threads: 1, checkpoint_every: 0}
+"""
+
+
+def start_train(tmp_path: Path) -> subprocess.Popen:
+    cfg = write(tmp_path / "long.yaml", LONG)
+    cmd = [sys.executable, "-m", "regbench", "train", str(cfg), "--out", str(tmp_path / "runs"), "-q"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_epoch(runs: Path, proc: subprocess.Popen, timeout: float = 120) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for d in runs.glob("long-*"):
+            if (d / "checkpoint.pt").is_file():
+                return d
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the run wrote no checkpoint: " + proc.communicate()[1])
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_burst_of_signals_leaves_the_run_interrupted_with_one_line(tmp_path, sig, code):
+    """Five Ctrl-C (or SIGTERM) 10 ms apart while training: one error line, exit 130 (143), no traceback,
+    summary `interrupted` and the run resumable."""
+    proc = start_train(tmp_path)
+    d = wait_for_epoch(tmp_path / "runs", proc)
+    for _ in range(5):
+        proc.send_signal(sig)
+        time.sleep(0.01)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("error: interrupted"), err
+    assert load_run(d).status == "interrupted" and (d / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_command_starts_is_one_line(tmp_path, sig, code):
+    """A signal while Python imports (before any run): one line and 130/143, not a traceback or −2."""
+    proc = start_train(tmp_path)
+    time.sleep(0.15)
+    proc.send_signal(sig)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode in (code, -sig):  # the signal may land before Python runs any code: the shell's way
+        assert "Traceback" not in err, err
+    else:
+        pytest.fail(f"exit {proc.returncode}: {err}")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import api
-from .common import LangOption, SetOption, check_lang, fail, guarded
+from .common import LangOption, SetOption, check_lang, fail, guarded, interrupt_code
 
 app = typer.Typer()
 
@@ -82,7 +82,7 @@ def train(
             runs = result if isinstance(result, list) else [result]
     except KeyboardInterrupt:
         raise fail(
-            "interrupted; the run directory is kept with status 'interrupted' (--resume continues it)", 130
+            "interrupted; the run directory is kept with status 'interrupted' (--resume continues it)", interrupt_code()
         ) from None
     for run in runs:
         typer.echo(f"Run saved in {run.path}")

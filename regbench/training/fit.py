@@ -21,6 +21,7 @@ import torch
 from ..config import Config
 from ..core import console
 from ..core.errors import DivergedError
+from ..core.signals import shielded
 from ..nn.model import Net
 from .engines import Solo, Stacked, make_engine
 from .member import EpochStats, Member, TestResult, status_of
@@ -193,11 +194,12 @@ def fit(
                 fitted[m] = Fitted(engine.net, member.summary, probs[m], member.path)
     except BaseException as e:
         status, error = status_of(e)
-        for m, member in enumerate(members):
-            if member.summary["status"] == "running":
-                if status == "interrupted":
-                    member.writer.save_model(engine.state(m))
-                member.close(status, error)
+        with shielded():  # a second Ctrl-C/SIGTERM must not leave the summary `running`
+            for m, member in enumerate(members):
+                if member.summary["status"] == "running":
+                    if status == "interrupted":
+                        member.writer.save_model(engine.state(m))
+                    member.close(status, error)
         raise
     if k == 1 and members[0].summary["status"] == "diverged":
         raise DivergedError(members[0].summary["error"])
