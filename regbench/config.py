@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .core.cgroups import usable_cores
 from .core.errors import ConfigError
 from .core.schema import describe, load_yaml, require, to_plain
-from .core.cgroups import usable_cores
 
 Activation = Literal["relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "none"]
 InitType = Literal[

@@ -52,8 +52,7 @@ def check_model_memory(rows: list[LayerRow], cfg: Config, device: torch.device |
     need = params * 4 * 4 + max(train_acts, eval_acts) + data
     what = (
         f"training ({params:,} parameters with gradients and optimizer state, activations for batches of "
-        f"{cfg.train.batch_size} and evaluation batches of {EVAL_BATCH}"
-        + (", the data as loaded)" if data else ")")
+        f"{cfg.train.batch_size} and evaluation batches of {EVAL_BATCH}" + (", the data as loaded)" if data else ")")
     )
     check_fits(need, what, "model.layers", device)
 

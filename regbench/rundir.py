@@ -19,8 +19,8 @@ import torch
 import yaml
 
 from .core.errors import RegbenchError, RunDirError
-from .core.safeload import LimitError, load_json_bounded, load_yaml_bounded, read_limited
 from .core.files import append_lines, atomic_write, pid_alive
+from .core.safeload import LimitError, load_json_bounded, load_yaml_bounded, read_limited
 
 CONFIG, METRICS, SUMMARY, MODEL, LOG = "config.yaml", "metrics.jsonl", "summary.json", "model.pt", "log.txt"
 STEPS, CHECKPOINT = "steps.jsonl", "checkpoint.pt"
@@ -48,6 +48,8 @@ def config_yaml(config: dict[str, Any]) -> str:
 def create_run_dir(out: str | Path, name: str, stamp: float | None = None) -> Path:
     """Make `out/<name>-<YYYYmmdd-HHMMSS>` (a `-2`, `-3`… suffix if taken); mkdir is atomic, so concurrent
     runs never share a directory."""
+    if not str(out).strip():  # Path("") is the current directory: never write runs there by accident
+        raise RunDirError('the output directory is empty (--out ""); give a folder, e.g. --out runs')
     parent = Path(out)
     try:
         parent.mkdir(parents=True, exist_ok=True)

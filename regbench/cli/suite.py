@@ -102,7 +102,9 @@ def suite(
             if result.problems:
                 status = max(status, 3 if result.diverged_only else 1)
     except KeyboardInterrupt:
-        raise fail("interrupted; the runs finished so far are kept (their folders list them)", interrupt_code()) from None
+        raise fail(
+            "interrupted; the runs finished so far are kept (their folders list them)", interrupt_code()
+        ) from None
     if machine:
         typer.echo(machine_tables(results, fmt), nl=False)
     if status:

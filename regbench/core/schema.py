@@ -97,7 +97,9 @@ def load_yaml(text: str, source: str) -> Any:
         tag = getattr(e, "problem", "") or ""
         line = f" (line {e.problem_mark.line + 1})" if getattr(e, "problem_mark", None) else ""
         if "unhashable key" in tag:
-            raise ConfigError(f"a mapping key{line} is a list or mapping; keys must be plain values", source=source) from None
+            raise ConfigError(
+                f"a mapping key{line} is a list or mapping; keys must be plain values", source=source
+            ) from None
         raise ConfigError(f"unsafe or unknown YAML tag rejected{line}: {tag}", source=source) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)

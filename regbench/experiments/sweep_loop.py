@@ -134,6 +134,8 @@ def run_sweep(
     marking the running trials for continuation.
     """
     sweep.validate()
+    if not str(out).strip():  # Path("") is the current directory
+        raise SweepError('the output directory is empty (--out ""); give a folder, e.g. --out sweeps')
     sweep_dir = Path(out) / sweep.name
     prepare_dir(sweep, sweep_dir, storage)
     url = storage or default_storage(sweep_dir)

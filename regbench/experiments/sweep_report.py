@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import RegbenchError
-from ..core.safeload import LimitError, load_json_bounded, read_limited
 from ..core.files import atomic_write, file_lock
+from ..core.safeload import LimitError, load_json_bounded, read_limited
 from .study import ERROR, OWNER, SLOT, STATUS, VALUES, StudyError, SweepStudy, decode, default_storage
 from .sweep_spec import INDEX, LOCK, METRICS, SPEC, Sweep, SweepError, load_sweep
 from .sweep_text import labels, metric_text, params_text, short_error

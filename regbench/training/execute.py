@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,8 @@ def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", qui
     from ..resolve import load_config
 
     path = Path(path)
+    if not (path / CHECKPOINT).is_file() and path.is_dir():
+        return restart(path, lang, quiet)
     run = load_run(path, strict=False)  # its metrics are rebuilt from the checkpoint, not read from the file
     if run.status == "diverged":
         raise RunDirError(
@@ -146,6 +150,25 @@ def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", qui
     if epochs is not None:
         RunWriter(path).write_config(cfg.to_dict())
     fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, extend=epochs is not None)
+    return load_trained(path)
+
+
+def restart(path: Path, lang: str, quiet: bool) -> TrainedRun:
+    """`resume` of a run directory with no checkpoint yet (killed or failed in its first epoch, or before it
+    began): trained from the start in the same directory, from its config.yaml."""
+    from ..resolve import load_config
+
+    if not (path / "config.yaml").is_file():
+        raise RunDirError(f"{path}: not a run directory (no config.yaml; a run stopped before it began?): nothing to resume")
+    prior = read_prior(path)
+    if prior is not None and prior.status in FINISHED:
+        raise RunDirError(f"{path}: the run is already {prior.status} and has no checkpoint.pt to continue from")
+    try:
+        cfg = load_config(path / "config.yaml")
+    except RegbenchError as e:
+        raise RunDirError(f"{path}: cannot restart it: {e}") from None
+    setup = prepare(cfg)
+    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup)
     return load_trained(path)
 
 
@@ -322,17 +345,22 @@ def fit_all(
         size = min(stack or len(group), max_members(cfgs[group[0]], group_setup)) if len(group) > 1 else 1
         for part in chunks(group, size):
             part_paths = [paths[i] or create_run_dir(out, cfgs[i].name) for i in part]
-            if len(part) == 1:
-                i = part[0]
-                if announce is not None:
-                    announce(i)
-                fitted[i] = fit_alone(
-                    cfgs[i], group_setup, part_paths[0], say, lang, None, callbacks[i], keep_going, report_test
-                )
-                continue
-            cbs = [callbacks[i] for i in part]
-            results = fit([cfgs[i] for i in part], group_setup, part_paths, say, lang, callbacks=cbs)
-            fitted.update(zip(part, results, strict=True))
+            made = [p for i, p in zip(part, part_paths, strict=True) if paths[i] is None]
+            for i, p in zip(part, part_paths, strict=True):  # at once: a killed run's folder can restart
+                if paths[i] is None:
+                    RunWriter(p).write_config(cfgs[i].to_dict())
+            with removed_if_empty(made):
+                if len(part) == 1:
+                    i = part[0]
+                    if announce is not None:
+                        announce(i)
+                    fitted[i] = fit_alone(
+                        cfgs[i], group_setup, part_paths[0], say, lang, None, callbacks[i], keep_going, report_test
+                    )
+                    continue
+                cbs = [callbacks[i] for i in part]
+                results = fit([cfgs[i] for i in part], group_setup, part_paths, say, lang, callbacks=cbs)
+                fitted.update(zip(part, results, strict=True))
     return [fitted[i] for i in range(len(cfgs))]
 
 
@@ -354,6 +382,19 @@ def fit_alone(
         if not keep_going:
             raise
         return Fitted(None, load_run(path).summary, None, path)
+
+
+@contextlib.contextmanager
+def removed_if_empty(made: list[Path]) -> Iterator[None]:
+    """Directories made for fresh runs are removed if the runs fail before their summary could be written
+    (a full disk): a folder is either a run (resumable, from the start when it has no checkpoint) or gone."""
+    try:
+        yield
+    except BaseException:
+        for p in made:
+            if not (p / SUMMARY).is_file() and not (p / CHECKPOINT).is_file():
+                shutil.rmtree(p, ignore_errors=True)
+        raise
 
 
 def read_prior(path: Path | None) -> Run | None:

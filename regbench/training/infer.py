@@ -22,7 +22,6 @@ from ..stacked.layers import from_members
 from .plan import Batches, Setup, derive_seed
 
 
-
 def head_loss(net: Net, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Softmax cross-entropy; with several heads, the sum over heads (book's Office-31)."""
     if len(net.heads) == 1:

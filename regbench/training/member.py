@@ -25,7 +25,6 @@ from ..rundir import METRICS, RunWriter, read_jsonl
 from .infer import show_samples
 from .plan import Setup
 
-
 EXPLODE = 1e4  # a cost beyond this × the first step's loss has exploded: the run is marked diverged
 
 
