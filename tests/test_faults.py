@@ -194,3 +194,136 @@ def test_a_signal_while_the_command_starts_is_one_line(tmp_path, sig, code):
         assert "Traceback" not in err, err
     else:
         pytest.fail(f"exit {proc.returncode}: {err}")
+
+
+# ----------------------------------------------------------------------------------------------- resume
+def interrupted_run(runs: Path, monkeypatch, epochs: int = 6, at_step: int = 40, **over) -> Path:
+    """A tiny run (9 steps an epoch, a checkpoint every epoch) stopped by Ctrl-C in epoch 5."""
+    from regbench.training import engines
+
+    calls, real = {"n": 0}, engines.head_loss
+
+    def interrupt(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == at_step:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(engines, "head_loss", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        regbench.train(tiny(train__epochs=epochs, train__checkpoint_every=0, **over), runs, quiet=True)
+    monkeypatch.setattr(engines, "head_loss", real)
+    (path,) = runs.iterdir()
+    assert load_run(path).summary["epochs_done"] == (at_step - 1) // 9
+    return path
+
+
+def no_time(rows):
+    return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rows]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "line2", "deleted", "binary"])
+def test_resume_rebuilds_the_metrics_from_the_checkpoint_not_the_file(runs, monkeypatch, damage):
+    whole = regbench.train(tiny(train__epochs=6, train__checkpoint_every=0), runs / "whole", quiet=True)
+    path = interrupted_run(runs / "cut", monkeypatch)
+    file = path / "metrics.jsonl"
+    lines = file.read_text().splitlines()
+    if damage == "garbage":
+        file.write_text("garbage\n" * 16)
+    elif damage == "line2":
+        file.write_text("\n".join([lines[0], "{garbled", *lines[2:]]) + "\n")
+    elif damage == "deleted":
+        file.unlink()
+    else:
+        file.write_bytes(os.urandom(3000))
+    run = regbench.resume(path, quiet=True)
+    assert run.status == "completed" and [m["epoch"] for m in run.metrics] == [1, 2, 3, 4, 5, 6]
+    assert no_time(run.metrics) == no_time(load_run(whole.path).metrics)
+    assert run.summary["test_acc"] == whole.summary["test_acc"]
+
+
+def edit_checkpoint(path: Path, change) -> None:
+    ckpt = torch.load(path / "checkpoint.pt", weights_only=True)
+    change(ckpt)
+    torch.save(ckpt, path / "checkpoint.pt")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c.update(epoch=1_000_000_000), "epoch must be an integer from 1 to 6, got 1000000000"),
+        (lambda c: c.update(epoch="five"), "epoch must be an integer from 1 to 6, got 'five'"),
+        (lambda c: c.pop("optimizer"), "not a regbench checkpoint (no optimizer)"),
+        (lambda c: c.update(model={"nonsense": torch.zeros(2)}), "does not fit the run's model or optimizer"),
+        (lambda c: c["summary"].update(epochs_done=2), "its summary says 2 epochs done, its epoch is 4"),
+        (lambda c: c.update(metrics=c["metrics"][:2]), "the metrics rows are not exactly epochs 1-4"),
+        (lambda c: c.update(log="x"), "log must be a list"),
+    ],
+)
+def test_a_damaged_checkpoint_is_one_line_and_the_run_is_never_left_running(runs, monkeypatch, change, message):
+    path = interrupted_run(runs, monkeypatch)
+    edit_checkpoint(path, change)
+    res = cli.invoke(app, ["train", "--resume", str(path)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output
+    assert load_run(path).status == "interrupted"  # as it was: never `running`; resumable once repaired
+
+
+def test_an_edited_config_is_refused_naming_the_key(runs, monkeypatch):
+    path = interrupted_run(runs, monkeypatch)
+    cfg = path / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("chn: 4", "chn: 5"))
+    res = cli.invoke(app, ["train", "--resume", str(path)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert "model.layers was changed since the checkpoint" in res.output
+    assert load_run(path).status == "interrupted"
+    cfg.write_text(cfg.read_text().replace("chn: 5", "chn: 4"))  # put back: the run continues
+    assert regbench.resume(path, quiet=True).status == "completed"
+
+
+def test_a_run_with_no_checkpoint_yet_restarts_from_the_start(runs, monkeypatch):
+    path = interrupted_run(runs, monkeypatch, at_step=3)  # epoch 1: no checkpoint written
+    assert not (path / "checkpoint.pt").exists()
+    run = regbench.resume(path, quiet=True)
+    assert run.status == "completed" and [m["epoch"] for m in run.metrics] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_run_that_fails_before_its_summary_leaves_no_folder(runs, monkeypatch):
+    from regbench.rundir import RunWriter
+
+    def full(self, summary, now=False):
+        raise RunDirError(f"{self.path}/summary.json: cannot write (No space left on device)")
+
+    monkeypatch.setattr(RunWriter, "write_summary", full)
+    with pytest.raises(RunDirError, match="No space left"):
+        regbench.train(tiny(), runs, quiet=True)
+    assert runs.is_dir() and not list(runs.iterdir())
+
+
+def test_an_empty_out_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = write(tmp_path / "c.yaml", "data: {name: synthetic, count: 60, classes: 3}\n")
+    res = cli.invoke(app, ["train", str(cfg), "--out", ""])
+    assert res.exit_code == 2 and "output directory is empty" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+# ----------------------------------------------------------------------------------------------- divergence
+@pytest.mark.parametrize("opt", ["adam", "rmsprop"])
+def test_an_exploding_loss_is_diverged_exit_3(tmp_path, opt):
+    cfg = write(tmp_path / "c.yaml", f"data: {{name: synthetic, count: 120, classes: 3}}\noptimizer: {{name: {opt}, lr: 1.0e6}}\n"
+                "train: {epochs: 3, batch_size: 10, threads: 1, show: 0}\n")  # fmt: skip
+    res = cli.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "runs")])
+    assert res.exit_code == 3 and "× the first step's" in res.output, res.output
+    (path,) = (tmp_path / "runs").iterdir()
+    assert load_run(path).status == "diverged"
+    with pytest.raises(DivergedError):
+        regbench.train(tiny(optimizer__name=opt, optimizer__lr=1e6), tmp_path / "api", quiet=True)
+
+
+def test_penalty_mode_costs_never_count_as_exploding(runs):
+    run = regbench.train(
+        tiny(regularizer__mode="penalty", regularizer__l2_decay=1.0, regularizer__l1_decay=0.1, train__epochs=3),
+        runs,
+        quiet=True,
+    )
+    assert run.status == "completed"

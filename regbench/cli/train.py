@@ -29,7 +29,7 @@ def parse_seeds(text: str | None) -> int | list[int] | None:
 def train(
     config: Annotated[Path | None, typer.Argument(help="Experiment YAML file.")] = None,
     set_: SetOption = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Parent folder of the run directory.")] = Path("runs"),
+    out: Annotated[str, typer.Option("--out", "-o", help="Parent folder of the run directory.")] = "runs",
     seeds: Annotated[
         str | None,
         typer.Option(

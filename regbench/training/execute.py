@@ -53,7 +53,9 @@ def train(
     """
     setup = prepare(cfg)
     path = create_run_dir(out, cfg.name)
-    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, stack=stack, report_test=report_test)
+    with removed_if_empty([path]):  # a folder is a run (resumable, from the start without a checkpoint) or gone
+        RunWriter(path).write_config(cfg.to_dict())
+        fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, stack=stack, report_test=report_test)
     return load_trained(path)
 
 
