@@ -270,11 +270,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     """`train.epochs=3` → ("train.epochs", 3); the value is parsed as YAML."""
     key, sep, raw = text.partition("=")
     key = key.strip()
+    label = f"--set {text}" if len(text) <= 80 else f"--set {text[:60]}..."  # never quote a huge value whole
     if not sep or not key or not KEY_RE.fullmatch(key):
-        raise ConfigError(
-            "expected KEY.PATH=VALUE, e.g. train.epochs=3 or model.layers[2].keep_prob=0.8", source=f"--set {text}"
-        )
-    return key, load_yaml(raw, source=f"--set {text}") if raw.strip() else None
+        raise ConfigError("expected KEY.PATH=VALUE, e.g. train.epochs=3 or model.layers[2].keep_prob=0.8", source=label)
+    return key, load_yaml(raw, source=label) if raw.strip() else None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
