@@ -161,7 +161,9 @@ def restart(path: Path, lang: str, quiet: bool) -> TrainedRun:
     from ..resolve import load_config
 
     if not (path / "config.yaml").is_file():
-        raise RunDirError(f"{path}: not a run directory (no config.yaml; a run stopped before it began?): nothing to resume")
+        raise RunDirError(
+            f"{path}: not a run directory (no config.yaml; a run stopped before it began?): nothing to resume"
+        )
     prior = read_prior(path)
     if prior is not None and prior.status in FINISHED:
         raise RunDirError(f"{path}: the run is already {prior.status} and has no checkpoint.pt to continue from")
