@@ -265,9 +265,13 @@ def append_log(path: Path, lines: list[str]) -> None:
 
 def read_jsonl(path: Path, strict: bool = False) -> list[dict[str, Any]]:
     """The JSON objects of a .jsonl file; a torn last line (a crash mid-append) is skipped. Other unreadable
-    or over-deep lines are skipped too, unless `strict`: then they are a ValueError (a damaged file)."""
+    or over-deep lines are skipped too, unless `strict`: then they are a ValueError (a damaged file). A file
+    that is missing, not a regular file or over MAX_JSONL_BYTES is an OSError."""
     rows = []
-    data = read_limited(path, "a JSON-lines file", MAX_JSONL_BYTES)
+    try:
+        data = read_limited(path, "a JSON-lines file", MAX_JSONL_BYTES)
+    except RegbenchError as e:  # missing, not a regular file, too large: an OSError, as a plain read's
+        raise OSError(getattr(e, "detail", str(e))) from None
     lines = data.decode("utf-8", errors="replace").splitlines()
     for i, line in enumerate(lines):
         try:
