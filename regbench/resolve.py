@@ -33,7 +33,9 @@ def check_config(cfg: Config) -> tuple[DataInfo, list[LayerRow]]:
 EVAL_BATCH = 512  # evaluation batch (training.infer evaluates in chunks of this many samples)
 
 
-def check_model_memory(rows: list[LayerRow], cfg: Config, device: torch.device | None) -> None:
+def check_model_memory(
+    rows: list[LayerRow], cfg: Config, device: torch.device | None, data_bytes: int | None = None
+) -> None:
     """What training and evaluation need at their peak must fit the memory available to this process (the
     GPU's free memory, or the machine's available memory within its cgroup limit; `core.resources`):
 
@@ -41,14 +43,17 @@ def check_model_memory(rows: list[LayerRow], cfg: Config, device: torch.device |
     - training activations at the batch size: every layer's output is kept for the backward pass, plus
       the gradient of the largest one and its input (`2 × Σ outputs + largest`);
     - evaluation activations at EVAL_BATCH (forward only: two consecutive outputs alive at once);
-    - the data as loaded (synthetic: count × shape in float32; a file set is bounded by its files).
+    - the data as loaded (synthetic: count × shape in float32; a file set is bounded by its files): with
+      `data_bytes` (the loaded splits, checked again once read) that size instead.
     """
     params = sum(r.weights + r.other for r in rows) * cfg.train.ensemble
     per_sample = [math.prod(r.shape) for r in rows]
     total, largest = sum(per_sample, 0), max(per_sample, default=0)
     train_acts = cfg.train.batch_size * (2 * total + largest) * 4
     eval_acts = EVAL_BATCH * 2 * largest * 4
-    data = synthetic_bytes(cfg) if device is None or device.type == "cpu" or cfg.train.resident else 0
+    data = synthetic_bytes(cfg) if data_bytes is None else data_bytes
+    if device is not None and device.type == "cuda" and not cfg.train.resident:
+        data = 0  # batches are copied to the GPU one at a time
     need = params * 4 * 4 + max(train_acts, eval_acts) + data
     what = (
         f"training ({params:,} parameters with gradients and optimizer state, activations for batches of "
