@@ -99,7 +99,7 @@ base:
   data: {name: digits, limit: {train: 100, val: 50, test: 50}}
   model: {layers: [16]}
   optimizer: {name: sgd, lr: 0.1}
-  train: {epochs: 150, batch_size: 20, report: 0, show: 0, checkpoint_every: 0}
+  train: {epochs: 100, batch_size: 20, report: 0, show: 0, checkpoint_every: 0}
 params:
   optimizer.lr: [0.05, 0.1, 0.2]
 """
@@ -135,7 +135,7 @@ def test_a_sweep_worker_killed_mid_batch_loses_no_trial(tmp_path):
     assert "3 trials: 3 completed" in text, text
     runs = [load_run(p) for p in sorted(d.glob("g3-t*-s1"))]
     assert [r.status for r in runs] == ["completed"] * 3
-    assert all([m["epoch"] for m in r.metrics] == list(range(1, 151)) for r in runs)
+    assert all([m["epoch"] for m in r.metrics] == list(range(1, 101)) for r in runs)
     resumed = [r for r in runs if r.summary.get("resumed")]
     assert resumed and all(len(r.summary["resumed"]) == 1 for r in resumed)  # continued once, not retrained
 
@@ -276,6 +276,22 @@ def test_a_damaged_checkpoint_is_one_line_and_the_run_is_never_left_running(runs
     res = cli.invoke(app, ["train", "--resume", str(path)])
     assert res.exit_code == 2 and res.output.count("\n") == 1 and message in res.output, res.output
     assert load_run(path).status == "interrupted"  # as it was: never `running`; resumable once repaired
+
+
+def test_a_killed_run_with_a_damaged_checkpoint_is_marked_failed_not_left_running(runs, monkeypatch):
+    """A run killed mid-training reads `stopped` (`running` in its summary, its process gone); a resume
+    refused by the checks records `failed` with the error instead of leaving `running`."""
+    path = interrupted_run(runs, monkeypatch)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    summary = json.loads((path / "summary.json").read_text())
+    summary.update(status="running", pid=int(dead.stdout))
+    (path / "summary.json").write_text(json.dumps(summary))
+    assert load_run(path).status == "stopped"
+    edit_checkpoint(path, lambda c: c.update(epoch="five"))
+    with pytest.raises(RunDirError, match="epoch must be an integer"):
+        regbench.resume(path, quiet=True)
+    summary = load_run(path).summary
+    assert summary["status"] == "failed" and "epoch must be an integer" in summary["error"]
 
 
 def test_an_edited_config_is_refused_naming_the_key(runs, monkeypatch):
