@@ -353,3 +353,29 @@ def test_penalty_mode_costs_never_count_as_exploding(runs):
         quiet=True,
     )
     assert run.status == "completed"
+
+
+def test_a_rerun_retries_trials_failed_by_dead_workers(tmp_path):
+    """A trial recorded `failed` because its worker kept dying (or by an older version, after one death) is
+    enqueued again by the next run of the sweep, with its params; it continues (here: its runs are done and
+    read back), and is enqueued only once."""
+    from regbench.experiments.study import SweepStudy, default_storage
+    from regbench.experiments.sweep import load_sweep, run_sweep, sweep_status
+
+    spec = write(
+        tmp_path / "s.yaml",
+        "name: s\nbase:\n  data: {name: synthetic, count: 60, classes: 3}\n  model: {layers: [8]}\n"
+        "  train: {epochs: 1, batch_size: 10, show: 0, threads: 1}\nparams:\n  optimizer.lr: [0.01, 0.02]\n",
+    )
+    sweep, d = load_sweep(spec), tmp_path / "out" / "s"
+    run_sweep(sweep, tmp_path / "out", workers=0, say=lambda line: None)
+    study = SweepStudy(sweep, default_storage(d))
+    study.load().enqueue_trial({"optimizer.lr": 0.01}, user_attrs={"regbench_trial": 0})
+    claim = study.claim()
+    study.finish(
+        claim.number, claim.trial_id, "failed", error="the worker process died (exit code -9; killed for memory?)"
+    )
+    assert sorted(v.status for v in sweep_status(d).views) == ["completed", "failed"]
+    report = run_sweep(sweep, tmp_path / "out", workers=0, say=lambda line: None)
+    assert [v.status for v in report.views] == ["completed", "completed"]
+    assert study.retry_lost() == 0  # the slot's latest trial is the completed copy
