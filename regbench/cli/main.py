@@ -47,6 +47,7 @@ def main() -> None:
 
     from .. import api
 
+    api.install_signal_handlers()  # again for an old `regbench.cli.main:main` script (cli.entry does it first)
     try:
         code = app(standalone_mode=False)
     except NoArgsIsHelpError:  # `regbench` alone, or a group without its command: the help was printed
