@@ -25,6 +25,10 @@ from typing import TYPE_CHECKING, Any, overload
 
 from .config import Config
 from .core.errors import ConfigError, DataError, DivergedError, RegbenchError, RunDirError, with_source
+from .core.signals import exit_code as interrupt_exit_code  # noqa: F401 - for the CLI: 130 or 143
+from .core.signals import ignore as ignore_signals  # noqa: F401 - for the CLI, as it exits
+from .core.signals import install as install_signal_handlers  # noqa: F401 - for the CLI
+from .core.signals import shielded  # noqa: F401 - for the CLI
 from .core.version import __version__
 
 if TYPE_CHECKING:

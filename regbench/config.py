@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .core.cgroups import usable_cores
 from .core.errors import ConfigError
 from .core.schema import describe, load_yaml, require, to_plain
 
@@ -202,6 +203,13 @@ class TrainConfig:
         ok = re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None
         require(ok, "device", "must be auto, cpu, cuda or cuda:N", self.device)
         require(self.threads is None or self.threads >= 1, "threads", "must be ≥ 1 or null", self.threads)
+        cores = usable_cores()
+        require(
+            self.threads is None or self.threads <= cores,
+            "threads",
+            f"must be at most the {cores} CPU cores this process may use (or null: the free ones)",
+            self.threads,
+        )
         require(self.iterations is None or self.iterations >= 1, "iterations", "must be ≥ 1 or null", self.iterations)
         require(self.log_every >= 0, "log_every", "must be ≥ 0", self.log_every)
         require(1 <= self.ensemble <= 1000, "ensemble", "must be between 1 and 1000", self.ensemble)
@@ -263,11 +271,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     """`train.epochs=3` → ("train.epochs", 3); the value is parsed as YAML."""
     key, sep, raw = text.partition("=")
     key = key.strip()
+    label = f"--set {text}" if len(text) <= 80 else f"--set {text[:60]}..."  # never quote a huge value whole
     if not sep or not key or not KEY_RE.fullmatch(key):
-        raise ConfigError(
-            "expected KEY.PATH=VALUE, e.g. train.epochs=3 or model.layers[2].keep_prob=0.8", source=f"--set {text}"
-        )
-    return key, load_yaml(raw, source=f"--set {text}") if raw.strip() else None
+        raise ConfigError("expected KEY.PATH=VALUE, e.g. train.epochs=3 or model.layers[2].keep_prob=0.8", source=label)
+    return key, load_yaml(raw, source=label) if raw.strip() else None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ the data set's shape, and the memory it needs."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,46 @@ def check_config(cfg: Config) -> tuple[DataInfo, list[LayerRow]]:
     return info, rows
 
 
-def check_model_memory(rows: list[LayerRow], cfg: Config, device: torch.device | None) -> None:
-    """Weights, gradients and two optimizer states in float32 must fit the machine (or the GPU)."""
+EVAL_BATCH = 512  # evaluation batch (training.infer evaluates in chunks of this many samples)
+
+
+def check_model_memory(
+    rows: list[LayerRow], cfg: Config, device: torch.device | None, data_bytes: int | None = None
+) -> None:
+    """What training and evaluation need at their peak must fit the memory available to this process (the
+    GPU's free memory, or the machine's available memory within its cgroup limit; `core.resources`):
+
+    - weights, gradients and two optimizer states in float32 (× ensemble members);
+    - training activations at the batch size: every layer's output is kept for the backward pass, plus
+      the gradient of the largest one and its input (`2 × Σ outputs + largest`);
+    - evaluation activations at EVAL_BATCH (forward only: two consecutive outputs alive at once);
+    - the data as loaded (synthetic: count × shape in float32; a file set is bounded by its files): with
+      `data_bytes` (the loaded splits, checked again once read) that size instead.
+    """
     params = sum(r.weights + r.other for r in rows) * cfg.train.ensemble
-    what = f"the model ({params:,} parameters with gradients and optimizer state)"
-    check_fits(params * 4 * 4, what, "model.layers", device)
+    per_sample = [math.prod(r.shape) for r in rows]
+    total, largest = sum(per_sample, 0), max(per_sample, default=0)
+    train_acts = cfg.train.batch_size * (2 * total + largest) * 4
+    eval_acts = EVAL_BATCH * 2 * largest * 4
+    data = synthetic_bytes(cfg) if data_bytes is None else data_bytes
+    if device is not None and device.type == "cuda" and not cfg.train.resident:
+        data = 0  # batches are copied to the GPU one at a time
+    need = params * 4 * 4 + max(train_acts, eval_acts) + data
+    what = (
+        f"training ({params:,} parameters with gradients and optimizer state, activations for batches of "
+        f"{cfg.train.batch_size} and evaluation batches of {EVAL_BATCH}" + (", the data as loaded)" if data else ")")
+    )
+    check_fits(need, what, "model.layers", device)
+
+
+def synthetic_bytes(cfg: Config) -> int:
+    """The synthetic set's samples in float32 (other sets' size is known only once their files are read)."""
+    if cfg.data.name != "synthetic":
+        return 0
+    from .data.synthetic import DEFAULT_COUNT, DEFAULT_SHAPE
+
+    count = DEFAULT_COUNT if cfg.data.count is None else cfg.data.count
+    return count * math.prod(DEFAULT_SHAPE if cfg.data.shape is None else cfg.data.shape) * 4
 
 
 def load_config(

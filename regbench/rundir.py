@@ -18,11 +18,13 @@ from typing import Any
 import torch
 import yaml
 
-from .core.errors import RunDirError
+from .core.errors import RegbenchError, RunDirError
 from .core.files import append_lines, atomic_write, pid_alive
+from .core.safeload import LimitError, load_json_bounded, load_yaml_bounded, read_limited
 
 CONFIG, METRICS, SUMMARY, MODEL, LOG = "config.yaml", "metrics.jsonl", "summary.json", "model.pt", "log.txt"
 STEPS, CHECKPOINT = "steps.jsonl", "checkpoint.pt"
+MAX_JSONL_BYTES = 256 * 1024 * 1024  # steps.jsonl of a long run with many sampled steps stays far below
 
 
 class _Flow(list):
@@ -46,6 +48,8 @@ def config_yaml(config: dict[str, Any]) -> str:
 def create_run_dir(out: str | Path, name: str, stamp: float | None = None) -> Path:
     """Make `out/<name>-<YYYYmmdd-HHMMSS>` (a `-2`, `-3`… suffix if taken); mkdir is atomic, so concurrent
     runs never share a directory."""
+    if not str(out).strip():  # Path("") is the current directory: never write runs there by accident
+        raise RunDirError('the output directory is empty (--out ""); give a folder, e.g. --out runs')
     parent = Path(out)
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -221,22 +225,33 @@ class Run:
             raise RunDirError(f"{self.path / weights}: cannot load ({e.__class__.__name__})") from None
 
 
-def load_run(path: str | Path) -> Run:
-    """Read a run directory; raises RunDirError if it is not one. A torn last metrics line is skipped."""
+def load_run(path: str | Path, strict: bool = True) -> Run:
+    """Read a run directory; raises RunDirError if it is not one or a file is damaged or over the parsing
+    limits (size, depth, YAML aliases: `core.safeload`). A torn last metrics line is skipped; with
+    `strict=False` (resume, which rebuilds the metrics from the checkpoint) any unreadable line is."""
     p = Path(path)
     if not (p / SUMMARY).is_file() or not (p / CONFIG).is_file():
         raise RunDirError(f"{p}: not a run directory (needs {CONFIG} and {SUMMARY})")
     name = CONFIG
     try:
-        config = yaml.load((p / CONFIG).read_text(encoding="utf-8"), Loader=Loader) or {}  # noqa: S506 - safe
+        config = load_yaml_bounded(read_limited(p / CONFIG, "a run's config"), Loader, str(p / CONFIG)) or {}
         name = SUMMARY
-        summary = json.loads((p / SUMMARY).read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError) as e:
+        summary = load_json_bounded(read_limited(p / SUMMARY, "a run's summary"), str(p / SUMMARY))
+        name = METRICS
+        metrics = read_jsonl(p / METRICS, strict=strict) if (p / METRICS).is_file() else []
+    except LimitError as e:
+        raise RunDirError(f"{p / name}: unreadable ({e.detail})") from None
+    except (OSError, ValueError, yaml.YAMLError, RegbenchError) as e:
         why = (
-            "not valid YAML" if isinstance(e, yaml.YAMLError) else "not valid JSON" if isinstance(e, ValueError) else e
+            str(e)
+            if name == METRICS and isinstance(e, ValueError)
+            else "not valid YAML"
+            if isinstance(e, yaml.YAMLError)
+            else "not valid JSON"
+            if isinstance(e, ValueError)
+            else getattr(e, "detail", None) or e
         )
         raise RunDirError(f"{p / name}: unreadable ({why})") from None
-    metrics = read_jsonl(p / METRICS) if (p / METRICS).is_file() else []
     if not isinstance(config, dict) or not isinstance(summary, dict):
         raise RunDirError(f"{p}: {CONFIG} and {SUMMARY} must hold mappings")
     return Run(p, config, metrics, summary)
@@ -248,16 +263,25 @@ def append_log(path: Path, lines: list[str]) -> None:
     atomic_write(path / LOG, (old + "".join(line + "\n" for line in lines)).encode())
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a .jsonl file; a torn or foreign line (a crash mid-append) is skipped."""
+def read_jsonl(path: Path, strict: bool = False) -> list[dict[str, Any]]:
+    """The JSON objects of a .jsonl file; a torn last line (a crash mid-append) is skipped. Other unreadable
+    or over-deep lines are skipped too, unless `strict`: then they are a ValueError (a damaged file). A file
+    that is missing, not a regular file or over MAX_JSONL_BYTES is an OSError."""
     rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    try:
+        data = read_limited(path, "a JSON-lines file", MAX_JSONL_BYTES)
+    except RegbenchError as e:  # missing, not a regular file, too large: an OSError, as a plain read's
+        raise OSError(getattr(e, "detail", str(e))) from None
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    for i, line in enumerate(lines):
         try:
-            row = json.loads(line)
-        except ValueError:
-            continue
+            row = load_json_bounded(line, str(path))
+        except (ValueError, RegbenchError):
+            row = None
         if isinstance(row, dict):
             rows.append(row)
+        elif strict and i < len(lines) - 1 and line.strip():
+            raise ValueError(f"line {i + 1} is not a JSON object")
     return rows
 
 

@@ -11,6 +11,9 @@ Stopping: the first Ctrl-C (or SIGTERM) asks every worker to stop; each marks it
 KeyboardInterrupt is raised to the caller. A second Ctrl-C stops at once (workers are terminated; their
 runs continue from the last epoch's checkpoint next time).
 
+A worker that dies (kill -9, the OOM killer) is replaced, and the runs it was training are queued again,
+each alone, continuing from their checkpoints: no run is lost or trained twice (`_Pool.requeue`).
+
 Stacking: with `stack` > 1, up to that many waiting tasks are taken at once and those whose configs
 can train side by side (regbench.training.execute: same architecture, data and schedule; different seed, lr,
 weight decay, L2/L1, dropout keep_prob or noise std) go to one worker as a group, trained as one stacked
@@ -33,6 +36,8 @@ from typing import Any
 from .core.errors import RegbenchError
 
 POLL_S = 0.5  # how often the parent looks for results, dead workers and new tasks
+MAX_DEATHS = 3  # a run whose worker died this many times is failed (a rerun of the sweep tries it again)
+WORKER_DIED = "the worker process died"  # starts the error of such a run (`study.retry_lost` looks for it)
 
 
 @dataclass
@@ -185,6 +190,8 @@ def run_trials(
         try:
             exhausted = False
             while True:
+                while not stop.requested and pool.retry and pool.idle:  # a dead worker's runs go first
+                    pool.assign(pool.retry.pop(0))
                 while not stop.requested and not exhausted and pool.idle:
                     task = next(tasks, _END)
                     if task is _END:
@@ -195,7 +202,11 @@ def run_trials(
                         yield from lost(task, "interrupted")
                     else:
                         pool.assign(task)
-                if not pool.busy and (exhausted or stop.requested):
+                if stop.requested and pool.retry:  # re-queued runs that will not start now: continued next time
+                    retry, pool.retry = pool.retry, []
+                    for unit in retry:
+                        yield from lost(unit, "interrupted")
+                if not pool.busy and not pool.retry and (exhausted or stop.requested):
                     break
                 yield from pool.collect(POLL_S, stopping=stop.requested)
         finally:
@@ -287,6 +298,8 @@ class _Pool:
         self.threads = threads
         self.workers = [_Worker(self.ctx, self.results, threads) for _ in range(workers)]
         self.started = False
+        self.retry: list[Unit] = []  # runs of a worker that died, each to continue alone on another worker
+        self.deaths: dict[str, int] = {}  # run key → how many workers died while running it
 
     def start(self) -> None:
         with _sigint_ignored(), _worker_env(self.threads):  # both inherited through exec
@@ -333,11 +346,22 @@ class _Pool:
                 if stopping:
                     yield from lost(task, "interrupted")
                 else:
-                    why = f"the worker process died (exit code {w.proc.exitcode}; killed for memory?)"
-                    yield from lost(task, "failed", why)
+                    yield from self.requeue(task, w.proc.exitcode)
             if not stopping:
                 self.workers[i] = _Worker(self.ctx, self.results, self.threads)
                 self.start()
+
+    def requeue(self, unit: Unit, exitcode: int | None) -> Iterator[RunResult]:
+        """A worker died (the OOM killer, a kill -9) while running `unit`: each of its runs goes back in the
+        queue with its config, alone, and continues from its checkpoint (or starts afresh) on a replacement
+        worker. A run whose worker died MAX_DEATHS times is failed instead (it is likely the cause)."""
+        for task in unit.tasks if isinstance(unit, GroupTask) else [unit]:
+            n = self.deaths[task.key] = self.deaths.get(task.key, 0) + 1
+            if n < MAX_DEATHS:
+                self.retry.append(task)
+                continue
+            why = f"{WORKER_DIED} (exit code {exitcode}; killed for memory?) {n} times while running it"
+            yield from lost(task, "failed", why)
 
     def interrupt(self) -> None:
         """Ask every worker to stop its run (one SIGINT each; a worker ignores any further one)."""

@@ -271,7 +271,7 @@ def test_python_yaml_tags_are_rejected(tmp_path, monkeypatch, tag):
         ({"train": {"batch_size": 0}}, "train.batch_size: must be between 1"),
         ({"model": {"layers": [["dropout", {"keep_prob": 0}]]}}, "keep_prob: must be in (0, 1]"),
         ({"model": {"layers": [9_999_999, 9_999_999]}}, "parameters, more than"),
-        ({"model": {"layers": [40_000, 40_000]}}, "GiB, more than this machine's"),
+        ({"model": {"layers": [40_000, 40_000]}}, "GiB, more than the"),
         ({"data": {"name": "synthetic", "shape": [4096, 4096, 3], "count": 100_000}}, "data.count: 100,000 samples"),
     ],
 )

@@ -54,7 +54,19 @@ def group_key(run: Run) -> str:
         node = lookup(cfg, ".".join(parents)) if parents else cfg
         if isinstance(node, dict):
             node.pop(last, None)
-    return json.dumps(cfg, sort_keys=True, default=str)
+    try:
+        return json.dumps(cfg, sort_keys=True, default=str)
+    except TypeError:  # a hand-edited config mixing int and str keys cannot be sorted as is
+        return json.dumps(_str_keys(cfg), sort_keys=True, default=str)
+
+
+def _str_keys(value: Any) -> Any:
+    """`value` with every mapping key a string (load_run bounds the depth, so recursion is safe)."""
+    if isinstance(value, dict):
+        return {str(k): _str_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_str_keys(v) for v in value]
+    return value
 
 
 def make_rows(runs: Sequence[Run], group: bool = True, warnings: list[str] | None = None) -> list[TableRow]:

@@ -41,6 +41,13 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def interrupt_code() -> int:
+    """The exit code of a command stopped by a signal: 130 for Ctrl-C, 143 for SIGTERM."""
+    from ..api import interrupt_exit_code
+
+    return interrupt_exit_code()
+
+
 def guarded(fn: Callable[..., T], *args, source: object = None, **kwargs) -> T:
     """Call library code; a RegbenchError becomes its one-line message and exit code, with no traceback.
     With `source` (the config file), a message that does not name it yet starts with it."""

@@ -45,6 +45,9 @@ def main() -> None:
     except ImportError:  # pragma: no cover - depends on the installed typer
         from click.exceptions import NoArgsIsHelpError, UsageError
 
+    from .. import api
+
+    api.install_signal_handlers()  # again for an old `regbench.cli.main:main` script (cli.entry does it first)
     try:
         code = app(standalone_mode=False)
     except NoArgsIsHelpError:  # `regbench` alone, or a group without its command: the help was printed
@@ -53,7 +56,9 @@ def main() -> None:
         cmd = e.ctx.command_path if e.ctx is not None else "regbench"
         typer.echo(f"error: {' '.join(e.format_message().split())} (see '{cmd} --help')", err=True)
         code = 2
-    except typer.Abort:  # Ctrl-C outside a run
-        typer.echo("error: interrupted", err=True)
-        code = 130
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C or SIGTERM outside a run
+        with api.shielded():
+            typer.echo("error: interrupted", err=True)
+        code = api.interrupt_exit_code()
+    api.ignore_signals()  # a late Ctrl-C while Python shuts down must not turn the exit code into −2
     sys.exit(code if isinstance(code, int) else 0)

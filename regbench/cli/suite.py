@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import api
-from .common import Format, LangOption, SetOption, check_lang, fail, guarded, print_table
+from .common import Format, LangOption, SetOption, check_lang, fail, guarded, interrupt_code, print_table
 from .train import parse_seeds
 
 app = typer.Typer()
@@ -102,7 +102,9 @@ def suite(
             if result.problems:
                 status = max(status, 3 if result.diverged_only else 1)
     except KeyboardInterrupt:
-        raise fail("interrupted; the runs finished so far are kept (their folders list them)", 130) from None
+        raise fail(
+            "interrupted; the runs finished so far are kept (their folders list them)", interrupt_code()
+        ) from None
     if machine:
         typer.echo(machine_tables(results, fmt), nl=False)
     if status:

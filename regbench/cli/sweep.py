@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import api
-from .common import fail, guarded, print_table
+from .common import fail, guarded, interrupt_code, print_table
 
 app = typer.Typer()
 
@@ -81,7 +81,7 @@ def sweep(
         stack = 1 if no_stack else stack
         report = guarded(api.sweep, spec, out, workers=workers, storage=storage, say=say, stack=stack)
     except KeyboardInterrupt:  # before any trial started (while opening the study)
-        raise fail("interrupted; nothing was started", 130) from None
+        raise fail("interrupted; nothing was started", interrupt_code()) from None
     show(report, top, table, plot)
 
 

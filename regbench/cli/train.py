@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import api
-from .common import LangOption, SetOption, check_lang, fail, guarded
+from .common import LangOption, SetOption, check_lang, fail, guarded, interrupt_code
 
 app = typer.Typer()
 
@@ -29,7 +29,7 @@ def parse_seeds(text: str | None) -> int | list[int] | None:
 def train(
     config: Annotated[Path | None, typer.Argument(help="Experiment YAML file.")] = None,
     set_: SetOption = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Parent folder of the run directory.")] = Path("runs"),
+    out: Annotated[str, typer.Option("--out", "-o", help="Parent folder of the run directory.")] = "runs",
     seeds: Annotated[
         str | None,
         typer.Option(
@@ -67,6 +67,8 @@ def train(
         raise fail("give a CONFIG file to train, or --resume RUN_DIR to continue a run (not both)")
     if no_stack and stack is not None:
         raise fail("--stack K and --no-stack contradict each other; give one")
+    if not out.strip():  # Path("") would be the current directory
+        raise fail('--out "": give a folder for the run directories, e.g. --out runs (the output directory is empty)')
     if epochs is not None and resume is None:
         raise fail("--epochs goes with --resume RUN_DIR; for a new run use --set train.epochs=N")
     if resume is not None and (set_ or seeds is not None):
@@ -78,11 +80,13 @@ def train(
         else:
             cfg = guarded(api.load_config, config, set_ or [])
             stacking = 1 if no_stack else stack
-            result = guarded(api.train, cfg, out, parse_seeds(seeds), quiet, lang=lang, stack=stacking, source=config)
+            result = guarded(
+                api.train, cfg, Path(out), parse_seeds(seeds), quiet, lang=lang, stack=stacking, source=config
+            )
             runs = result if isinstance(result, list) else [result]
     except KeyboardInterrupt:
         raise fail(
-            "interrupted; the run directory is kept with status 'interrupted' (--resume continues it)", 130
+            "interrupted; the run directory is kept with status 'interrupted' (--resume continues it)", interrupt_code()
         ) from None
     for run in runs:
         typer.echo(f"Run saved in {run.path}")

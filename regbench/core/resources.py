@@ -8,6 +8,7 @@ import os
 
 import torch
 
+from .cgroups import cgroup_memory_headroom, meminfo_available, usable_cores  # noqa: F401 - usable_cores re-exported
 from .errors import ConfigError
 
 
@@ -22,15 +23,27 @@ def memory_bytes(device: torch.device | None = None) -> int:
 
 
 def check_fits(nbytes: int, what: str, path: str, device: torch.device | None = None) -> None:
-    """ConfigError naming `path` if `nbytes` exceed the memory of `device` (or of this machine)."""
-    total = memory_bytes(device)
+    """ConfigError naming `path` if `nbytes` exceed the memory available to this process on `device`: the
+    GPU's free memory, or on the CPU the machine's available memory and the headroom of its memory cgroup."""
+    total, where = available_memory(device)
     if nbytes > total:
-        where = (
-            f"the GPU's {total / 2**30:.1f} GiB"
-            if device is not None and device.type == "cuda"
-            else f"this machine's {total / 2**30:.1f} GiB"
-        )
         raise ConfigError(f"{what} needs about {nbytes / 2**30:.1f} GiB, more than {where}", path=path)
+
+
+def available_memory(device: torch.device | None = None) -> tuple[int, str]:
+    """Bytes this process can still allocate on `device` (CPU when None), and how to say where they are."""
+    if device is not None and device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free), f"the {free / 2**30:.1f} GiB free on the GPU"
+    total = memory_bytes()
+    avail, where = total, f"this machine's {total / 2**30:.1f} GiB"
+    meminfo = meminfo_available()
+    if meminfo is not None and meminfo < avail:
+        avail, where = meminfo, f"the {meminfo / 2**30:.1f} GiB available on this machine"
+    headroom = cgroup_memory_headroom()
+    if headroom is not None and headroom < avail:
+        avail, where = headroom, f"the {headroom / 2**30:.1f} GiB left under this process's memory cgroup limit"
+    return avail, where
 
 
 def free_cores(sample_s: float = 0.1) -> int:

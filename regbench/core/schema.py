@@ -17,6 +17,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from .errors import ConfigError
+from .safeload import load_yaml_bounded, read_limited, short_repr
 
 
 class FieldError(ValueError):
@@ -74,21 +75,19 @@ Loader.add_implicit_resolver(
 def read_yaml_file(path: Path, what: str = "a YAML file") -> Any:
     """Read and parse the YAML file at `path`; a missing or unreadable file is a one-line ConfigError."""
     label = str(path)
+    data = read_limited(Path(path), what)  # a regular file of sane size: never /dev/zero or a FIFO
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", source=label) from None
-    except IsADirectoryError:
-        raise ConfigError(f"is a directory, expected {what}", source=label) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read: {e.__class__.__name__}: {e}", source=label) from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"cannot read: not UTF-8 text (byte {e.start})", source=label) from None
     return load_yaml(text, source=label)
 
 
 def load_yaml(text: str, source: str) -> Any:
-    """Parse YAML safely (no Python object tags); errors become a one-line ConfigError."""
+    """Parse YAML safely (no Python object tags), with depth and alias expansion bounded before anything is
+    built (`safeload`); errors become a one-line ConfigError."""
     try:
-        return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader subclass
+        return load_yaml_bounded(text, Loader, source)
     except DuplicateKey as e:
         line = f" at line {e.mark.line + 1}" if e.mark else ""
         raise ConfigError(
@@ -97,12 +96,18 @@ def load_yaml(text: str, source: str) -> Any:
     except yaml.constructor.ConstructorError as e:
         tag = getattr(e, "problem", "") or ""
         line = f" (line {e.problem_mark.line + 1})" if getattr(e, "problem_mark", None) else ""
+        if "unhashable key" in tag:
+            raise ConfigError(
+                f"a mapping key{line} is a list or mapping; keys must be plain values", source=source
+            ) from None
         raise ConfigError(f"unsafe or unknown YAML tag rejected{line}: {tag}", source=source) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"invalid YAML{where}: {problem}", source=source) from None
+    except ValueError as e:  # an integer literal of more than 4300 digits
+        raise ConfigError(f"invalid YAML: {short_repr(str(e))}", source=source) from None
 
 
 def join(path: str, key: str | int) -> str:
@@ -127,8 +132,8 @@ def type_name(tp: Any) -> str:
 
 
 def describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A value quoted in a message: at most 60 characters, never built from the whole value."""
+    return short_repr(value, 60)
 
 
 def parse(tp: Any, value: Any, path: str = "") -> Any:

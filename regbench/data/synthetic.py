@@ -36,7 +36,8 @@ def check(cfg: DataConfig) -> None:
     count = DEFAULT_COUNT if cfg.count is None else cfg.count
     if not 1 <= count <= 10_000_000:
         raise ConfigError(f"must be between 1 and 10000000, got {count}", path="data.count")
-    check_fits(count * math.prod(shape) * 4 * 2, f"{count:,} samples of shape {shape}", "data.count")
+    # generating them holds the samples, their noise and the split copies at once: about 3× the float32 data
+    check_fits(count * math.prod(shape) * 4 * 3, f"{count:,} samples of shape {shape}", "data.count")
 
 
 def info(cfg: DataConfig) -> DataInfo:

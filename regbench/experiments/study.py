@@ -378,6 +378,29 @@ class SweepStudy:
                 pass  # another process got there first (and re-enqueued it)
         return len(self.load().get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
 
+    def retry_lost(self) -> int:
+        """Re-enqueue slots that failed only because their worker process kept dying (`runner.WORKER_DIED`):
+        a rerun gives them another chance, resumed from their checkpoints. Only a slot's latest trial counts,
+        so each is enqueued once. Returns how many."""
+        from ..runner import WORKER_DIED
+
+        TrialState = self.optuna.trial.TrialState
+        study = self.load()
+        latest: dict[int, Any] = {}
+        for ft in study.get_trials(deepcopy=False):
+            if SLOT in ft.user_attrs:
+                slot = int(ft.user_attrs[SLOT])
+                if slot not in latest or ft.number > latest[slot].number:
+                    latest[slot] = ft
+        lost = [
+            ft
+            for ft in latest.values()
+            if ft.state == TrialState.FAIL and str(ft.user_attrs.get(ERROR, "")).startswith(WORKER_DIED)
+        ]
+        for ft in lost:
+            requeue(study, ft)
+        return len(lost)
+
     def running_elsewhere(self) -> list[Any]:
         """Slots running in other processes (this process waits for them: one may need re-running)."""
         TrialState = self.optuna.trial.TrialState

@@ -134,12 +134,16 @@ def run_sweep(
     marking the running trials for continuation.
     """
     sweep.validate()
+    if not str(out).strip():  # Path("") is the current directory
+        raise SweepError('the output directory is empty (--out ""); give a folder, e.g. --out sweeps')
     sweep_dir = Path(out) / sweep.name
     prepare_dir(sweep, sweep_dir, storage)
     url = storage or default_storage(sweep_dir)
     study = SweepStudy(sweep, url)
     study.ensure(say)
     study.reap()
+    with file_lock(sweep_dir / LOCK):  # trials failed by a dying worker continue from their checkpoints
+        study.retry_lost()
     report = SweepReport(
         sweep, sweep_dir, views_from_study(sweep, study.trials(), sweep_dir), storage and masked(storage)
     )

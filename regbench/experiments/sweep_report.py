@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import RegbenchError
 from ..core.files import atomic_write, file_lock
+from ..core.safeload import LimitError, load_json_bounded, read_limited
 from .study import ERROR, OWNER, SLOT, STATUS, VALUES, StudyError, SweepStudy, decode, default_storage
 from .sweep_spec import INDEX, LOCK, METRICS, SPEC, Sweep, SweepError, load_sweep
 from .sweep_text import labels, metric_text, params_text, short_error
@@ -92,8 +94,11 @@ def local_runs(sweep: Sweep, sweep_dir: Path, slot: int, params: dict[str, Any] 
         if not d.is_dir():
             continue
         try:
-            status = json.loads((d / "summary.json").read_text(encoding="utf-8")).get("status", "unknown")
-        except (OSError, ValueError):
+            summary = load_json_bounded(read_limited(d / "summary.json"), str(d / "summary.json"))
+            status = str(summary.get("status", "unknown")) if isinstance(summary, dict) else "damaged"
+        except LimitError:
+            status = "damaged"
+        except (OSError, ValueError, RegbenchError):
             status = "starting"
         seed = sweep.seed_of(params, k) if params is not None else None
         runs.append({"seed": seed, "dir": d.name, "status": status})
@@ -242,9 +247,9 @@ def read_index(sweep_dir: Path) -> dict[str, Any]:
     if not file.is_file():
         raise SweepError(f"{sweep_dir}: not a sweep directory (no {INDEX})")
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise SweepError(f"{file}: unreadable ({e.__class__.__name__})") from None
+        data = load_json_bounded(read_limited(file, "a sweep index"), str(file))
+    except (OSError, ValueError, RegbenchError) as e:
+        raise SweepError(f"{file}: unreadable ({getattr(e, 'detail', None) or e.__class__.__name__})") from None
     if not isinstance(data, dict) or "identity" not in data:
         raise SweepError(f"{file}: not a regbench sweep index")
     return data

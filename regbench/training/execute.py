@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,12 @@ from ..core.errors import ConfigError, DivergedError, RegbenchError, RunDirError
 from ..core.resources import memory_bytes
 from ..core.values import one_or_list
 from ..nn.model import build_model
-from ..rundir import SUMMARY, Run, RunWriter, create_run_dir, load_checkpoint, load_run
+from ..rundir import CHECKPOINT, SUMMARY, Run, RunWriter, create_run_dir, load_checkpoint, load_run
 from .fit import Fitted, OnEpoch, fit
 from .infer import EVAL_BATCH, TrainedRun, load_trained, tested_probabilities
 from .member import now_iso, status_of, versions
 from .plan import Setup, chunks, prepare
+from .resume_check import mark_failed
 
 FINISHED = ("completed", "diverged", "pruned")  # a run directory in one of these is never trained again
 
@@ -50,7 +53,9 @@ def train(
     """
     setup = prepare(cfg)
     path = create_run_dir(out, cfg.name)
-    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, stack=stack, report_test=report_test)
+    with removed_if_empty([path]):  # a folder is a run (resumable, from the start without a checkpoint) or gone
+        RunWriter(path).write_config(cfg.to_dict())
+        fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, stack=stack, report_test=report_test)
     return load_trained(path)
 
 
@@ -128,13 +133,19 @@ def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", qui
     from ..resolve import load_config
 
     path = Path(path)
-    run = load_run(path)
+    if not (path / CHECKPOINT).is_file() and path.is_dir():
+        return restart(path, lang, quiet)
+    run = load_run(path, strict=False)  # its metrics are rebuilt from the checkpoint, not read from the file
     if run.status == "diverged":
         raise RunDirError(
             f"{path}: the run diverged; resuming would repeat the same steps and diverge again "
             "(train its config.yaml again with a lower optimizer.lr)"
         )
-    cfg = load_config(run.config)
+    try:
+        cfg = load_config(run.config)
+    except RegbenchError as e:  # a config.yaml edited into an invalid one
+        mark_failed(path, f"{path / 'config.yaml'}: {e}")
+        raise RunDirError(f"{path / 'config.yaml'}: {e}") from None
     lang = run.summary.get("lang", lang)
     if epochs is not None:
         cfg = extended(cfg, run, epochs)
@@ -144,6 +155,27 @@ def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", qui
     if epochs is not None:
         RunWriter(path).write_config(cfg.to_dict())
     fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, continuing=True)
+    return load_trained(path)
+
+
+def restart(path: Path, lang: str, quiet: bool) -> TrainedRun:
+    """`resume` of a run directory with no checkpoint yet (killed or failed in its first epoch, or before it
+    began): trained from the start in the same directory, from its config.yaml."""
+    from ..resolve import load_config
+
+    if not (path / "config.yaml").is_file():
+        raise RunDirError(
+            f"{path}: not a run directory (no config.yaml; a run stopped before it began?): nothing to resume"
+        )
+    prior = read_prior(path)
+    if prior is not None and prior.status in FINISHED:
+        raise RunDirError(f"{path}: the run is already {prior.status} and has no checkpoint.pt to continue from")
+    try:
+        cfg = load_config(path / "config.yaml")
+    except RegbenchError as e:
+        raise RunDirError(f"{path}: cannot restart it: {e}") from None
+    setup = prepare(cfg)
+    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup)
     return load_trained(path)
 
 
@@ -320,12 +352,17 @@ def fit_all(
                 announce(i)
             train_ensemble(cfg, setup or prepare(cfg), path, console.Printer(say.quiet), lang, stack)
             fitted[i] = Fitted(None, load_run(path).summary, None, path)
-        elif prior is not None and load_checkpoint(path) is not None:
-            run_setup = setup or prepare(cfg, threads=prior.summary.get("threads"))
-            if announce is not None:
-                announce(i)
-            own = console.Printer(say.quiet)  # a run's log.txt holds its own report only
-            fitted[i] = fit_alone(cfg, run_setup, path, own, lang, load_checkpoint(path), callbacks[i], keep_going)
+        elif prior is not None and (path / CHECKPOINT).is_file():
+            try:  # a checkpoint that cannot continue the run is one error line, and the run is marked failed
+                ckpt = load_checkpoint(path)
+                run_setup = setup or prepare(cfg, threads=prior.summary.get("threads"))
+                if announce is not None:
+                    announce(i)
+                own = console.Printer(say.quiet)  # a run's log.txt holds its own report only
+                fitted[i] = fit_alone(cfg, run_setup, path, own, lang, ckpt, callbacks[i], keep_going)
+            except RegbenchError as e:
+                mark_failed(path, str(e))
+                raise
         else:
             fresh.append(i)
     for group in stack_groups([cfgs[i] for i in fresh], stack, fresh):
@@ -333,18 +370,23 @@ def fit_all(
         size = min(stack or len(group), max_members(cfgs[group[0]], group_setup)) if len(group) > 1 else 1
         for part in chunks(group, size):
             part_paths = [paths[i] or create_run_dir(out, cfgs[i].name) for i in part]
-            if len(part) == 1:
-                i = part[0]
-                if announce is not None:
-                    announce(i)
-                own = console.Printer(say.quiet)  # a run's log.txt holds its own report only
-                fitted[i] = fit_alone(
-                    cfgs[i], group_setup, part_paths[0], own, lang, None, callbacks[i], keep_going, report_test
-                )
-                continue
-            cbs = [callbacks[i] for i in part]
-            results = fit([cfgs[i] for i in part], group_setup, part_paths, say, lang, callbacks=cbs)
-            fitted.update(zip(part, results, strict=True))
+            made = [p for i, p in zip(part, part_paths, strict=True) if paths[i] is None]
+            for i, p in zip(part, part_paths, strict=True):  # at once: a killed run's folder can restart
+                if paths[i] is None:
+                    RunWriter(p).write_config(cfgs[i].to_dict())
+            with removed_if_empty(made):
+                if len(part) == 1:
+                    i = part[0]
+                    if announce is not None:
+                        announce(i)
+                    own = console.Printer(say.quiet)  # a run's log.txt holds its own report only
+                    fitted[i] = fit_alone(
+                        cfgs[i], group_setup, part_paths[0], own, lang, None, callbacks[i], keep_going, report_test
+                    )
+                    continue
+                cbs = [callbacks[i] for i in part]
+                results = fit([cfgs[i] for i in part], group_setup, part_paths, say, lang, callbacks=cbs)
+                fitted.update(zip(part, results, strict=True))
     return [fitted[i] for i in range(len(cfgs))]
 
 
@@ -368,12 +410,25 @@ def fit_alone(
         return Fitted(None, load_run(path).summary, None, path)
 
 
+@contextlib.contextmanager
+def removed_if_empty(made: list[Path]) -> Iterator[None]:
+    """Directories made for fresh runs are removed if the runs fail before their summary could be written
+    (a full disk): a folder is either a run (resumable, from the start when it has no checkpoint) or gone."""
+    try:
+        yield
+    except BaseException:
+        for p in made:
+            if not (p / SUMMARY).is_file() and not (p / CHECKPOINT).is_file():
+                shutil.rmtree(p, ignore_errors=True)
+        raise
+
+
 def read_prior(path: Path | None) -> Run | None:
     """The run already in `path`, if any (a torn first write counts as none: it is trained from the start)."""
     if path is None or not (path / SUMMARY).is_file():
         return None
     try:
-        return load_run(path)
+        return load_run(path, strict=False)
     except RegbenchError:
         return None
 

@@ -21,10 +21,12 @@ import torch
 from ..config import Config
 from ..core import console
 from ..core.errors import DivergedError
+from ..core.signals import shielded
 from ..nn.model import Net
 from .engines import Solo, Stacked, make_engine
 from .member import EpochStats, Member, TestResult, status_of
 from .plan import Batches, Plan, Setup
+from .resume_check import check_checkpoint, restore_checked, steps_after
 
 OnEpoch = Callable[[dict[str, Any]], None] | None
 
@@ -64,14 +66,15 @@ def fit(
     plan = Plan.of(cfg, setup.splits["train"].n)
     train_set, val_set, test_set = setup.splits["train"], setup.splits["val"], setup.splits["test"]
     says = [say] if k == 1 else [console.Printer(True) for _ in cfgs]  # side by side: each run's own log
+    if ckpt is not None:  # checked and restored before anything in the run directory is rewritten
+        assert isinstance(engine, Solo), "a checkpoint continues one run alone"
+        check_checkpoint(ckpt, cfg, paths[0], plan.epochs, steps_after(plan, ckpt.get("epoch")))
+        restore_checked(engine, ckpt, paths[0])
     members = [Member(c, setup, p, s, plan.epochs, ckpt) for c, p, s in zip(cfgs, paths, says, strict=True)]
     for member in members:
         member.summary.setdefault("lang", lang)  # a resumed run goes on printing in its own language
         if k > 1:
             member.summary["side_by_side"] = k
-    if ckpt is not None:
-        assert isinstance(engine, Solo), "a checkpoint continues one run alone"
-        engine.restore(ckpt)
     callbacks = callbacks or [None] * k
     final: dict[int, tuple[dict, dict]] = {}  # member → (last weights, tested weights) once it stops
     lines = EpochLines(cfgs, members, say)
@@ -90,8 +93,12 @@ def fit(
                 losses, correct, norms = run_epoch(engine, plan, train_set, epoch=epoch, progress=progress)
                 # ---- once per epoch: read the sums (the only host sync of the epoch), evaluate, log
                 costs = [s / n_steps for s in losses.sum(1).tolist()]  # float64 division, as the book's
+                if epoch == 1:  # the scale an exploding loss is measured against (kept in the summary for resume)
+                    for member, first in zip(members, losses[:, 0].tolist(), strict=True):
+                        if math.isfinite(first):
+                            member.summary["first_loss"] = first
                 t_steps = time.perf_counter()
-                live = [m for m, mb in enumerate(members) if mb.active and math.isfinite(costs[m])]
+                live = [m for m, mb in enumerate(members) if mb.active and not mb.explodes(costs[m])]
                 if live:
                     train_acc = (correct.double() / plan.seen(n_steps)).tolist()
                     val_loss, val_acc = engine.evaluate(val_set)
@@ -108,7 +115,7 @@ def fit(
                 for m, member in enumerate(members):
                     if not member.active:
                         continue
-                    if not math.isfinite(costs[m]):  # frozen; its last good checkpoint stays
+                    if member.explodes(costs[m]):  # non-finite or exploded: frozen; its last good checkpoint stays
                         member.active = False
                         member.close("diverged", member.diverged_message(epoch, start, losses[m]))
                         if k > 1:
@@ -190,11 +197,12 @@ def fit(
                 fitted[m] = Fitted(engine.net, member.summary, probs[m], member.path)
     except BaseException as e:
         status, error = status_of(e)
-        for m, member in enumerate(members):
-            if member.summary["status"] == "running":
-                if status == "interrupted":
-                    member.writer.save_model(engine.state(m))
-                member.close(status, error)
+        with shielded():  # a second Ctrl-C/SIGTERM must not leave the summary `running`
+            for m, member in enumerate(members):
+                if member.summary["status"] == "running":
+                    if status == "interrupted":
+                        member.writer.save_model(engine.state(m))
+                    member.close(status, error)
         raise
     if k == 1 and members[0].summary["status"] == "diverged":
         raise DivergedError(members[0].summary["error"])

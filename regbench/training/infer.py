@@ -16,11 +16,10 @@ from ..core.errors import RunDirError
 from ..data import DataInfo
 from ..data.normalize import apply_recorded
 from ..nn.model import Net, build_model
+from ..resolve import EVAL_BATCH  # evaluation batch: large for speed, small enough for 96×96 images on a laptop
 from ..rundir import MODEL, SUMMARY, Run, load_run
 from ..stacked.layers import from_members
 from .plan import Batches, Setup, derive_seed
-
-EVAL_BATCH = 512  # evaluation batch: large for speed, small enough for 96×96 images on a laptop
 
 
 def head_loss(net: Net, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

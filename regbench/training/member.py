@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import socket
@@ -23,6 +24,8 @@ from ..nn.model import weights_and_kernels
 from ..rundir import METRICS, RunWriter, read_jsonl
 from .infer import show_samples
 from .plan import Setup
+
+EXPLODE = 1e4  # a cost beyond this × the first step's loss has exploded: the run is marked diverged
 
 
 @dataclass
@@ -144,16 +147,28 @@ class Member:
         self.tick_report = int(t_offset)
         self.checkpointed = ckpt["epoch"] if ckpt else 0  # the epoch of the last checkpoint written
 
+    def explodes(self, cost: float) -> bool:
+        """Whether the epoch's cost is non-finite or beyond EXPLODE × the run's first step loss (at least 1, so
+        a tiny first loss trips nothing; a penalty-mode cost stays within a few times its first value)."""
+        first = self.summary.get("first_loss")
+        if not math.isfinite(cost):
+            return True
+        return isinstance(first, float) and cost > EXPLODE * max(first, 1.0)
+
     def diverged_message(self, epoch: int, start: int, losses: torch.Tensor) -> str:
-        bad = int((~torch.isfinite(losses)).nonzero()[0, 0])
+        first = self.summary.get("first_loss")
+        limit = EXPLODE * max(first, 1.0) if isinstance(first, float) else math.inf
+        bad_steps = (~torch.isfinite(losses) | (losses > limit)).nonzero()
+        bad = int(bad_steps[0, 0]) if len(bad_steps) else len(losses) - 1
         kept = (
             f"its checkpoint of epoch {self.checkpointed} is kept"
             if self.checkpointed
             else "no checkpoint had been written yet"
         )
         return (
-            f"{self.cfg.name}: loss became {losses[bad].item()} in epoch {epoch}, step {bad + 1} of {len(losses)}"
-            f" (step {start + bad + 1} of the run); the run is marked diverged and {kept}; lower the learning rate"
+            f"{self.cfg.name}: loss became {losses[bad].item():.4g} in epoch {epoch}, step {bad + 1} of {len(losses)}"
+            + (f" (more than {EXPLODE:.0e} × the first step's)" if math.isfinite(losses[bad].item()) else "")
+            + f" (step {start + bad + 1} of the run); the run is marked diverged and {kept}; lower the learning rate"
         )
 
     def end_epoch(self, epoch: int, start: int, losses: torch.Tensor, stats: EpochStats, state) -> bool:
@@ -203,6 +218,8 @@ class Member:
         self.checkpointed = epoch
         state = {"epoch": epoch, "model": model, "optimizer": optimizer, "rng": rng, "summary": self.summary}
         state.update(log=self.say.lines, stopper_bad=self.stopper.bad if self.stopper else 0)
+        # the record resume rebuilds from and checks against (metrics.jsonl and config.yaml can be damaged or edited)
+        state.update(metrics=self.writer.rows, config=self.cfg.to_dict())
         self.writer.save_checkpoint(state)
         self.writer.write_summary(self.summary)
 

@@ -154,6 +154,8 @@ def prepare(cfg: Config, threads: int | None = None) -> Setup:
     if cfg.train.reuse_memory:
         keep_freed_memory()
     data = load_data(cfg.data)
+    if device.type == "cuda":  # the splits go to the GPU: their real size, next to the model's need
+        check_model_memory(rows, cfg, device, sum(t.nbytes for d in (data.x, data.y) for t in d.values()))
     needs_val = cfg.train.early_stop is not None or cfg.train.test_on == "best"
     if needs_val and data.size("val") == 0:
         key = "train.early_stop" if cfg.train.early_stop is not None else "train.test_on"
