@@ -6,22 +6,29 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from . import optim
 from .config import Config, apply_overrides, parse_override, with_defaults
 from .core.errors import ConfigError, DataError
 from .core.resources import check_fits
 from .core.schema import describe, parse, read_yaml_file
 from .data import DATASETS, DataInfo, check_data_keys, data_info
-from .nn.layers import normalize_layers
-from .nn.model import LayerRow, build_model
+
+if TYPE_CHECKING:
+    import torch
+
+    from .nn.model import LayerRow
+
+# the layer registry, the optimizers and the meta-device model import torch: they are imported by the functions
+# that resolve and check a config, so `read_config` (suite --list, sweep --status) starts without torch
 
 
 def check_config(cfg: Config) -> tuple[DataInfo, list[LayerRow]]:
     """Everything that can be checked before any work: the data set's shape and the model built on it."""
+    import torch
+
+    from .nn.model import build_model
+
     info = data_info(cfg.data)
     with torch.device("meta"):
         _, rows = build_model(cfg.model, info.input_shape, info.head_sizes)
@@ -45,6 +52,25 @@ def load_config(
     `overrides` is a mapping of dotted keys to values, or a list of `KEY.PATH=VALUE` strings as `--set`
     takes them. Raises ConfigError (one line: file, key path, what is allowed) on any problem.
     """
+    cfg, label = _parse(source, overrides)
+    try:
+        cfg = resolve_names(cfg)
+        check_shapes(cfg)
+        return cfg
+    except ConfigError as e:
+        raise ConfigError(e.detail, source=label, path=e.path) from None
+
+
+def read_config(
+    source: str | Path | dict[str, Any],
+    overrides: dict[str, Any] | list[str] | None = None,
+) -> Config:
+    """The config as `load_config` parses it (types, values, `--set`), without resolving registry names or
+    building the model: for listing what a file holds (its data set, its name) without importing torch."""
+    return _parse(source, overrides)[0]
+
+
+def _parse(source: str | Path | dict[str, Any], overrides: dict[str, Any] | list[str] | None) -> tuple[Config, str]:
     if isinstance(source, dict):
         raw, label, default_name = source, "<config>", "run"
     else:
@@ -69,15 +95,15 @@ def load_config(
     raw = dict(raw)
     raw.setdefault("name", default_name)
     try:
-        cfg = resolve_names(parse(Config, raw))
-        check_shapes(cfg)
-        return cfg
+        return parse(Config, raw), label
     except ConfigError as e:
         raise ConfigError(e.detail, source=label, path=e.path) from None
 
 
 def resolve_names(cfg: Config) -> Config:
     """Check names against the registries and normalize the layer list; returns the resolved config."""
+    from . import optim
+    from .nn.layers import normalize_layers
 
     if cfg.data.name not in DATASETS:
         raise ConfigError(DATASETS.unknown(cfg.data.name), path="data.name")

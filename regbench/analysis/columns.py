@@ -15,9 +15,9 @@ from typing import Any
 
 from ..config import get_key as lookup
 from ..core.errors import ConfigError, RegbenchError
+from ..core.layerlist import config_layers, regularizer_setting, summary, walk
 from ..core.stats import Stat
 from ..core.values import number, per_head
-from ..nn.describe import config_layers, regularizer_setting, summary, walk
 from ..rundir import Run
 
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import ctypes
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def memory_bytes(device: torch.device | None = None) -> int:
     """Physical memory of the machine, or of the GPU for a CUDA device."""
     if device is not None and device.type == "cuda":
+        import torch
+
         return int(torch.cuda.get_device_properties(device).total_memory)
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from ..config import DataConfig
 from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head
+
+if TYPE_CHECKING:
+    pass
 
 
 def info(cfg: DataConfig) -> DataInfo:
@@ -13,6 +16,7 @@ def info(cfg: DataConfig) -> DataInfo:
 
 
 def load(cfg: DataConfig) -> Arrays:
+    import torch
     from sklearn.datasets import load_digits
 
     d = load_digits()

@@ -30,7 +30,7 @@ from ..analysis.compare import CompareError, Comparison, compare
 from ..config import NAME_RE, Config, override_at, parse_override
 from ..core.errors import ConfigError, DataError, DivergedError, RegbenchError
 from ..core.schema import describe, parse, read_yaml_file, require
-from ..resolve import load_config
+from ..resolve import load_config, read_config
 from .sweep_spec import check_files
 
 SUITES_FILE = Path("configs") / "suites.yaml"  # where `regbench suite NAME` looks first (then beside the package)
@@ -412,7 +412,7 @@ def list_groups(suites_file: str | Path | None = None) -> list[dict[str, Any]]:
         data: dict[str, bool] = {}
         for leaf in leaves:
             for file in leaf.configs:
-                cfg = load_config(file, leaf.overrides)
+                cfg = read_config(file, leaf.overrides)
                 data[cfg.data.name] = data.get(cfg.data.name, True) and not DATASETS[cfg.data.name].missing(cfg.data)
         count = sum(len(leaf.configs) for leaf in leaves)
         rows.append(
