@@ -67,6 +67,9 @@ def _prepare_dir(sweep: Sweep, sweep_dir: Path, storage: str | None) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- the run loop
+INDEX_EVERY_S = 2.0  # sweep.json is this machine's view for --status without the study: a moment behind is fine
+
+
 @dataclass
 class _Slot:
     """A trial this process took: its runs (one per seed) and their results."""
@@ -149,11 +152,16 @@ def run_sweep(
     slots: list[_Slot] = []
     slot_of: dict[str, _Slot] = {}
     pending: deque[RunTask] = deque()
-    state = {"last_reap": time.monotonic(), "waiting_said": False}
+    state = {"last_reap": time.monotonic(), "waiting_said": False, "indexed": time.monotonic()}
     prune = sweep.prune
     loss = METRICS[sweep.metric][1] == "minimize"
 
-    def refresh() -> None:
+    def refresh(now: bool = False) -> None:
+        """Re-read every trial and rewrite sweep.json: at most every INDEX_EVERY_S seconds while trials run
+        (it reads the whole study, so once per trial would grow with the sweep), and always at the end."""
+        if not now and time.monotonic() - state["indexed"] < INDEX_EVERY_S:
+            return
+        state["indexed"] = time.monotonic()
         report.views = views_from_study(sweep, study.trials(), sweep_dir)
         write_index(report)
 
@@ -246,7 +254,7 @@ def run_sweep(
                     study.finish(slot.claim.number, slot.claim.trial_id, "interrupted")
                     slot.finished = True
         with contextlib.suppress(Exception):
-            refresh()
+            refresh(now=True)
     report.seconds = time.monotonic() - t0
     if interrupted:
         done = sum(v.status not in ("pending", "running", "interrupted") for v in report.views)
