@@ -122,11 +122,14 @@ COLUMNS: dict[str, Column] = {
     ]
 }  # fmt: skip
 DEFAULT_COLUMNS = list(COLUMNS)
-# hidden first when the Rich table is wider than the terminal (never: name, test_acc, status, the verdict)
+# hidden first when the Rich table is wider than the terminal; columns picked with --columns that are not
+# listed here go after these (the last picked first), then LAST_HIDDEN; NEVER_HIDDEN and the metric stay
 HIDE_ORDER = (
-    *("w_mean", "best_epoch", "data", "epochs", "optimizer", "model", "w_std", "near_zero_pct", "train_s"),
-    *("p", "train_acc", "best_val_acc", "gap", "n", "regularizer"),
+    *("w_mean", "best_epoch", "data", "epochs", "optimizer", "w_std", "near_zero_pct", "train_s"),
+    *("train_acc", "best_val_acc", "gap", "model"),
 )
+LAST_HIDDEN = ("n", "delta", "status")
+NEVER_HIDDEN = ("name", "regularizer", "test_acc", "p", "verdict")
 BASELINE_COLUMNS = ("delta", "p", "verdict")  # added after the others when --baseline is given
 LOWER_IS_BETTER = (
     "loss",

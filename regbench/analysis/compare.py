@@ -121,7 +121,7 @@ class Comparison:
         """A Rich table. With `width`, optional columns are hidden (named in the caption) until it fits, rather
         than squeezing every column to a few characters."""
         headers = [self.header(k) for k in self.columns]
-        return rich_table(self.title(), self.columns, headers, self.rows, self.table_rows(), width)
+        return rich_table(self.title(), self.columns, headers, self.rows, self.table_rows(), width, keep=[self.metric])
 
     def render(self, fmt: str) -> str:
         """The table as text: `csv`, `markdown`, `json`, or `table` (Rich's rendering, 200 characters wide)."""
