@@ -221,6 +221,7 @@ def stand_in(cfg: Config) -> Config:
     data["limit"] = {k: min(limit.get(k) or math.inf, cap) for k, cap in SMOKE_LIMIT.items()}
     doc["data"] = data
     doc["train"].update(epochs=1, iterations=None, show=0, ensemble=min(doc["train"]["ensemble"], 2))
+    doc["train"]["batch_size"] = min(doc["train"]["batch_size"], SMOKE_LIMIT["train"])  # a batch fits the few samples
     return load_config(doc)
 
 
