@@ -82,6 +82,8 @@ def _parse(source: str | Path | dict[str, Any], overrides: dict[str, Any] | list
         default_name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem) or "run"
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a mapping of config sections at the top level, got {describe(raw)}", source=label)
+    if not isinstance(source, dict):
+        not_a_config(raw, label)
     if isinstance(overrides, list):
         pairs = [parse_override(o) for o in overrides]
         overrides = dict(pairs)
@@ -123,3 +125,33 @@ def check_shapes(cfg: Config) -> None:
         check_config(cfg)
     except DataError:
         pass
+
+
+CONFIG_KEYS = {f.name for f in dataclasses.fields(Config)}
+
+
+def not_a_config(raw: dict[str, Any], label: str) -> None:
+    """A ConfigError saying what the file is and which command takes it, for a sweep or suites file given
+    where an experiment config belongs (`regbench validate sweep.yaml`); nothing for anything else."""
+    if set(raw) <= CONFIG_KEYS:
+        return
+    if "params" in raw and "base" in raw:
+        raise ConfigError(
+            f"this is a sweep file (base: and params:), not an experiment config; run it with `regbench sweep"
+            f" {label}` (--dry-run lists its trials without training)",
+            source=label,
+        )
+    if "configs" in raw or "groups" in raw:
+        raise ConfigError(
+            f"this is a suite file (a group with configs:), not an experiment config; run it with `regbench suite"
+            f" {label}` (--dry-run shows what it would train)",
+            source=label,
+        )
+    groups = [k for k, v in raw.items() if isinstance(v, dict) and ("configs" in v or "groups" in v)]
+    if groups and len(groups) == len(raw):
+        shown = ", ".join(groups[:3]) + (", ..." if len(groups) > 3 else "")
+        raise ConfigError(
+            f"this is a suites file (groups {shown}), not an experiment config; run a group with `regbench suite"
+            f" NAME --file {label}` (`regbench suite --list --file {label}` lists them)",
+            source=label,
+        )
