@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
 import os
 import socket
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 
 from ..config import PRINT_ONLY, Config
 from ..core import console
-from ..core.errors import ConfigError, DivergedError, RegbenchError, RunDirError
+from ..core.errors import ConfigError, DivergedError, RegbenchError, RunDirError, RunInterrupted
 from ..core.resources import memory_bytes
 from ..core.values import one_or_list
 from ..nn.model import build_model
@@ -50,8 +52,28 @@ def train(
     """
     setup = prepare(cfg)
     path = create_run_dir(out, cfg.name)
-    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, stack=stack, report_test=report_test)
+    with naming_interrupted(out, [path]):
+        fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, stack=stack, report_test=report_test)
     return load_trained(path)
+
+
+@contextlib.contextmanager
+def naming_interrupted(out: str | Path, paths: list[Path] | None = None):
+    """Turn Ctrl-C into RunInterrupted naming the run directories it stopped: `paths`, or the runs this
+    process started directly under `out` (their folders are made when their turn comes)."""
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt:
+        if paths is None:
+            paths = []
+            with contextlib.suppress(OSError):
+                for d in sorted(Path(out).iterdir()):
+                    with contextlib.suppress(OSError, ValueError):
+                        if json.loads((d / SUMMARY).read_text(encoding="utf-8")).get("pid") == os.getpid():
+                            paths.append(d)
+        raise RunInterrupted(paths) from None
 
 
 def train_ensemble(
@@ -140,7 +162,8 @@ def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", qui
     setup = prepare(cfg, threads=run.summary.get("threads"))
     if epochs is not None:
         RunWriter(path).write_config(cfg.to_dict())
-    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, extend=epochs is not None)
+    with naming_interrupted(path.parent, [path]):
+        fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, extend=epochs is not None)
     return load_trained(path)
 
 
@@ -252,7 +275,8 @@ def train_group(
     A diverged run is recorded (status diverged) and the others go on; DivergedError is raised at the end if
     any diverged, after all runs are written.
     """
-    fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=stack, keep_going=True)
+    with naming_interrupted(out):
+        fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=stack, keep_going=True)
     runs = [load_trained(f.path) for f in fitted]
     diverged = [r for r in runs if r.status == "diverged"]
     if diverged:
@@ -419,5 +443,6 @@ def train_seeds(
             sys.stdout.write(f"Seed {i + 1}/{len(values)} (seed {cfgs[i].seed}):\n")
             sys.stdout.flush()
 
-    fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=1, announce=announce)
+    with naming_interrupted(out):
+        fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=1, announce=announce)
     return [load_trained(f.path) for f in fitted]
