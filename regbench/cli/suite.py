@@ -12,6 +12,7 @@ import typer
 
 from .. import api
 from .common import Format, LangOption, SetOption, check_lang, fail, guarded, print_table
+from .progress import progress_bar
 from .train import parse_seeds
 
 app = typer.Typer()
@@ -96,7 +97,9 @@ def suite(
     try:
         for plan in plans:
             with contextlib.redirect_stdout(sys.stderr) if machine else contextlib.nullcontext():
-                result = api.suite(plan, out, lang=lang, quiet=quiet, stack=1 if no_stack else stack, say=say)
+                with progress_bar("runs", plain=not quiet) as progress:
+                    stacking = 1 if no_stack else stack
+                    result = api.suite(plan, out, lang=lang, quiet=quiet, stack=stacking, say=say, progress=progress)
             results.append(result)
             show_result(result, fmt, quiet)
             if result.problems:

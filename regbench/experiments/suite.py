@@ -350,11 +350,12 @@ def run_suite(
     quiet: bool = False,
     stack: int | None = None,
     say: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> SuiteResult:
     """Train a planned group into `out/<name>/` (`<name>-smoke/` for smoke runs), pass by pass: side by side
     where the runs stack (unless `stack` is 1), one by one otherwise. A run that diverges or fails is
     recorded and the others go on. Ends with the compare table of this call's runs (the group's baseline,
-    seed groups as mean ± std)."""
+    seed groups as mean ± std). `progress(done, total, failed)` counts runs, at the start and after each batch."""
     from ..training import execute
 
     say = say or (lambda _line: None)
@@ -365,6 +366,10 @@ def run_suite(
     problems: list[str] = []
     diverged_only = True
     t0 = time.perf_counter()
+    total = sum(len(cfgs) for cfgs in plan.passes)
+    done = failed = 0
+    if progress is not None:
+        progress(done, total, failed)
     for i, cfgs in enumerate(plan.passes, 1):
         together = stack != 1 and execute.can_stack(cfgs)
         if not quiet:
@@ -372,11 +377,13 @@ def run_suite(
         before = set(folder.iterdir())
         batches = [cfgs] if together else [[c] for c in cfgs]
         for batch in batches:
+            ok = False
             try:
                 if len(batch) > 1:
                     execute.train_group(batch, folder, lang=lang, quiet=quiet, stack=stack)
                 else:
                     execute.train(batch[0], folder, lang=lang, quiet=quiet, stack=stack)
+                ok = True
             except DivergedError as e:
                 problems.append(str(e))
             except RegbenchError as e:
@@ -385,6 +392,10 @@ def run_suite(
             except Exception as e:  # a torch error (out of memory, …): this pass failed, the suite goes on
                 problems.append(f"{batch[0].name}: {e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                 diverged_only = False
+            done += len(batch)
+            failed += 0 if ok else len(batch)
+            if progress is not None:
+                progress(done, total, failed)
         made = sorted(p for p in set(folder.iterdir()) - before if (p / "summary.json").is_file())
         runs += made
     seconds = time.perf_counter() - t0
