@@ -33,7 +33,10 @@ def datasets(
         for r in rows:
             shape = book_shape(r["shape"]) if r["shape"] else "input from the files"
             classes = r["classes"] if r["classes"] == "from the files" else f"{r['classes']} classes"
-            console.print(f"[bold]{r['name']:<{name_w}}[/]  {shape} · {escape(classes)} · {_present(r['present'])}")
+            console.print(
+                f"[bold]{r['name']:<{name_w}}[/]  {shape} · {escape(classes)} · {_present(r['present'])}",
+                highlight=False,
+            )
             lines = [r["doc"]] + ([f"files: {r['files']}"] if r["present"] != "built in" else [])
             for line in lines:  # indented under the name, wrapped at the terminal's edge
                 console.print(Padding(Text(line, style="dim"), (0, 0, 0, name_w + 2)))
