@@ -3,7 +3,6 @@ baseline row and every row's verdict against it, and the order of the rows."""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PRINT_ONLY
-from ..config import get_key as lookup
 from ..core.stats import Stat, Verdict, verdict
 from ..core.values import first_head, number
 from ..rundir import Run
@@ -48,10 +46,16 @@ class TableRow:
 def group_key(run: Run) -> str:
     """The resolved config without the GROUPING_IGNORES keys, as canonical JSON: runs with equal keys form
     one seed group."""
-    cfg = copy.deepcopy(run.config)
-    for key in GROUPING_IGNORES:
+    cfg = dict(run.config)
+    for key in GROUPING_IGNORES:  # copies only the mappings on each ignored key's path, not the whole config
         *parents, last = key.split(".")
-        node = lookup(cfg, ".".join(parents)) if parents else cfg
+        node: Any = cfg
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                node = None
+                break
+            node[part] = node = dict(child)
         if isinstance(node, dict):
             node.pop(last, None)
     return json.dumps(cfg, sort_keys=True, default=str)
