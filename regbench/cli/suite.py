@@ -104,8 +104,10 @@ def suite(
             show_result(result, fmt, quiet)
             if result.problems:
                 status = max(status, 3 if result.diverged_only else 1)
-    except KeyboardInterrupt:
-        raise fail("interrupted; the runs finished so far are kept (their folders list them)", 130) from None
+    except KeyboardInterrupt as e:
+        stopped = [str(p) for p in getattr(e, "paths", [])]  # the runs Ctrl-C stopped (api's RunInterrupted)
+        where = f"; stopped: {', '.join(stopped)} (regbench train --resume DIR continues each)" if stopped else ""
+        raise fail(f"interrupted; the runs finished so far are kept (their folders list them){where}", 130) from None
     if machine:
         typer.echo(machine_tables(results, fmt), nl=False)
     if status:
