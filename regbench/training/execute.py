@@ -59,8 +59,8 @@ def train(
 
 @contextlib.contextmanager
 def naming_interrupted(out: str | Path, paths: list[Path] | None = None):
-    """Turn Ctrl-C into RunInterrupted naming the run directories it stopped: `paths`, or the runs this
-    process started directly under `out` (their folders are made when their turn comes)."""
+    """Turn Ctrl-C into RunInterrupted naming the run directories it stopped: `paths`, or the unfinished runs
+    this process started directly under `out` (their folders are made when their turn comes)."""
     try:
         yield
     except RunInterrupted:
@@ -71,7 +71,8 @@ def naming_interrupted(out: str | Path, paths: list[Path] | None = None):
             with contextlib.suppress(OSError):
                 for d in sorted(Path(out).iterdir()):
                     with contextlib.suppress(OSError, ValueError):
-                        if json.loads((d / SUMMARY).read_text(encoding="utf-8")).get("pid") == os.getpid():
+                        summary = json.loads((d / SUMMARY).read_text(encoding="utf-8"))
+                        if summary.get("pid") == os.getpid() and summary.get("status") in ("interrupted", "running"):
                             paths.append(d)
         raise RunInterrupted(paths) from None
 
