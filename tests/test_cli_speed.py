@@ -226,7 +226,9 @@ def test_piped_sweeps_print_plain_progress_lines(tmp_path):
     assert quiet.exit_code == 0 and "progress:" not in quiet.output
 
 
-def test_shell_completion_is_on():
+def test_shell_completion_is_on(monkeypatch):
+    # typer's own switch for naming the shell (a test has no interactive shell to detect)
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     res = python("-m", "regbench", "--show-completion", "bash")
     assert res.returncode == 0, res.stderr
     assert "_REGBENCH_COMPLETE=complete_bash" in res.stdout and res.stdout.rstrip().endswith(" regbench")
