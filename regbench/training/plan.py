@@ -157,8 +157,8 @@ def prepare(cfg: Config, threads: int | None = None) -> Setup:
     n_train = data.size("train")
     if cfg.train.batch_size > n_train:  # one batch larger than the data: clamping it would hide a typo
         raise ConfigError(
-            f"{cfg.train.batch_size} is larger than the training split ({n_train} samples); lower it, or give the"
-            " training split more samples (data.limit.train, data.split.train, data.count)",
+            f"{cfg.train.batch_size} is larger than the training split ({n_train} sample{'s' * (n_train != 1)});"
+            " lower it, or give the training split more samples (data.limit.train, data.split.train, data.count)",
             path="train.batch_size",
         )
     needs_val = cfg.train.early_stop is not None or cfg.train.test_on == "best"
