@@ -2,12 +2,16 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# TORCH=cpu: PyTorch's CPU-only build (no CUDA libraries, a much smaller .venv), e.g. `make demo TORCH=cpu`
+TORCH ?=
+CPU_INDEX := https://download.pytorch.org/whl/cpu
 
 .PHONY: demo test lint clean
 
 $(BIN)/regbench: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(filter cpu,$(TORCH)),$(BIN)/python -m pip install --quiet torch torchvision --index-url $(CPU_INDEX))
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 

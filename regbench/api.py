@@ -405,13 +405,15 @@ def suite(
     quiet: bool = False,
     stack: int | None = None,
     say: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> SuiteResult:
     """Train a planned group into `out/<name>/` pass by pass (side by side where the runs stack, unless
     `stack` is 1); a run that diverges or fails is recorded and the others go on. The result holds the
-    run directories, the group's compare table and the problems; `say` gets the progress lines."""
+    run directories, the group's compare table and the problems; `say` gets the progress lines and
+    `progress(done, total, failed)` the counts of runs."""
     from .experiments import suite as lib
 
-    return lib.run_suite(plan, out, lang=check_lang(lang), quiet=quiet, stack=stack, say=say)
+    return lib.run_suite(plan, out, lang=check_lang(lang), quiet=quiet, stack=stack, say=say, progress=progress)
 
 
 # ----------------------------------------------------------------------------------------------- sweeps
@@ -437,13 +439,16 @@ def sweep(
     storage: str | None = None,
     say: Callable[[str], None] | None = print,
     stack: int = SWEEP_STACK,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> SweepReport:
     """Run (or continue) a sweep into `out/<name>/` on `workers` processes (0: in this one), trials that
-    share an architecture side by side up to `stack` runs; `say` gets a line per finished trial. Returns
-    the report (ranking, counts, the best trials' compare table)."""
+    share an architecture side by side up to `stack` runs; `say` gets a line per finished trial and
+    `progress(done, total, failed)` the counts of trials. Returns the report (ranking, counts, the best
+    trials' compare table)."""
     from .experiments import sweep as lib
 
-    return lib.run_sweep(spec, out, workers=workers, storage=storage, say=say or (lambda _line: None), stack=stack)
+    quiet = say or (lambda _line: None)
+    return lib.run_sweep(spec, out, workers=workers, storage=storage, say=quiet, stack=stack, progress=progress)
 
 
 def sweep_status(path: str | Path, storage: str | None = None) -> SweepReport:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from .core.cgroups import usable_cores
 from .core.errors import ConfigError
-from .core.schema import describe, load_yaml, require, to_plain
+from .core.schema import describe, load_yaml, only_when, require, to_plain
 
 Activation = Literal["relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "none"]
 InitType = Literal[
@@ -30,6 +30,8 @@ InitType = Literal[
     "random_uniform",
     "random_normal",
 ]
+NORMAL_INITS = ("normal", "truncated_normal", "random_normal")  # the init types that read std and mean
+UNIFORM_INITS = ("uniform", "random_uniform")  # and low and high
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -93,10 +95,10 @@ class DataConfig:
 @dataclass(frozen=True)
 class InitConfig:
     type: InitType = "normal"  # book: normal(0, init_rand_std) for weights and kernels
-    std: float = 0.03  # book: init_rand_std = 0.030 (normal, truncated_normal)
-    mean: float = 0.0  # normal, truncated_normal
-    low: float = -0.05  # uniform (Keras RandomUniform's default range)
-    high: float = 0.05
+    std: float = only_when(0.03, "type", *NORMAL_INITS)  # book: init_rand_std = 0.030 (normal, truncated_normal)
+    mean: float = only_when(0.0, "type", *NORMAL_INITS)  # normal, truncated_normal
+    low: float = only_when(-0.05, "type", *UNIFORM_INITS)  # uniform (Keras RandomUniform's default range)
+    high: float = only_when(0.05, "type", *UNIFORM_INITS)
     bias: float = 0.0  # constant for biases (book 0; the CIFAR workshop uses 0.1)
 
     def __post_init__(self):

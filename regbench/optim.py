@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 from torch import optim
+from torch.optim import optimizer as torch_optimizer
 
 from .config import OptimizerConfig
 from .core.registry import Registry
@@ -91,7 +92,50 @@ def nadam(params: Params, c: OptimizerConfig, fused: bool) -> optim.Optimizer:
 
 def make_optimizer(params: Params, cfg: OptimizerConfig, device: torch.device, fused: bool = True) -> optim.Optimizer:
     """The configured optimizer over `params`; `fused` asks for torch's fused kernels where they exist."""
-    return OPTIMIZERS[cfg.name](params, cfg, fused and device.type in ("cpu", "cuda"))
+    skip_dynamo(optim.Optimizer)
+    opt = OPTIMIZERS[cfg.name](params, cfg, fused and device.type in ("cpu", "cuda"))
+    plain_step(opt)
+    return opt
+
+
+# ----------------------------------------------------------------------------------------------- start-up
+# torch.optim keeps torch.compile out of its optimizers: some methods are wrapped in torch._disable_dynamo and
+# `step` in a wrapper that calls torch._dynamo.graph_break(). Both import torch._dynamo on first use, about as
+# long as importing torch itself, for nothing when nothing is compiled; regbench never compiles its models.
+_DISABLED_CODE = torch._disable_dynamo(lambda: None).__code__
+_STEP_WRAPPER_CODE = getattr(torch_optimizer, "_use_grad_for_differentiable", lambda f: f)(lambda self: None).__code__
+
+
+def skip_dynamo(cls: type) -> None:
+    """Mark the `torch._disable_dynamo` methods of `cls` and its bases as already disabled: the wrapper looks
+    for the disabled function on the original as `__dynamo_disable` and calls the original when it is
+    itself (what the disabled function does when nothing compiles). A torch without that wrapper: no change."""
+    for klass in cls.__mro__:
+        for member in vars(klass).values():
+            fn = getattr(member, "__wrapped__", None)
+            if fn is not None and getattr(member, "__code__", None) is _DISABLED_CODE:
+                if getattr(fn, "__dynamo_disable", None) is None:
+                    fn.__dynamo_disable = fn
+
+
+def plain_step(opt: optim.Optimizer) -> None:
+    """Give `opt` a `step` that runs torch's update rule under no_grad, as torch's own wrapper does for a
+    non-differentiable optimizer, without the wrapper's graph breaks (and so without importing torch._dynamo).
+    Left as it is when the optimizer is differentiable or torch's step has another shape."""
+    skip_dynamo(type(opt))
+    wrapped = type(opt).step
+    chain = [wrapped]
+    while hasattr(chain[-1], "__wrapped__"):
+        chain.append(chain[-1].__wrapped__)
+    if opt.defaults.get("differentiable") or not any(getattr(f, "__code__", None) is _STEP_WRAPPER_CODE for f in chain):
+        return
+    raw = chain[-1]
+
+    def step(closure=None):
+        with torch.no_grad():
+            return raw(opt) if closure is None else raw(opt, closure)
+
+    opt.step = step  # type: ignore[method-assign]
 
 
 def lr_at(cfg: OptimizerConfig, epoch: float, total_epochs: float) -> float:

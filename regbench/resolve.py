@@ -7,22 +7,29 @@ import dataclasses
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from . import optim
 from .config import Config, apply_overrides, parse_override, with_defaults
 from .core.errors import ConfigError, DataError
 from .core.resources import check_fits
 from .core.schema import describe, parse, read_yaml_file
 from .data import DATASETS, DataInfo, check_data_keys, data_info
-from .nn.layers import normalize_layers
-from .nn.model import LayerRow, build_model
+
+if TYPE_CHECKING:
+    import torch
+
+    from .nn.model import LayerRow
+
+# the layer registry, the optimizers and the meta-device model import torch: they are imported by the functions
+# that resolve and check a config, so `read_config` (suite --list, sweep --status) starts without torch
 
 
 def check_config(cfg: Config) -> tuple[DataInfo, list[LayerRow]]:
     """Everything that can be checked before any work: the data set's shape and the model built on it."""
+    import torch
+
+    from .nn.model import build_model
+
     info = data_info(cfg.data)
     with torch.device("meta"):
         _, rows = build_model(cfg.model, info.input_shape, info.head_sizes)
@@ -81,6 +88,25 @@ def load_config(
     `overrides` is a mapping of dotted keys to values, or a list of `KEY.PATH=VALUE` strings as `--set`
     takes them. Raises ConfigError (one line: file, key path, what is allowed) on any problem.
     """
+    cfg, label = _parse(source, overrides)
+    try:
+        cfg = resolve_names(cfg)
+        check_shapes(cfg)
+        return cfg
+    except ConfigError as e:
+        raise ConfigError(e.detail, source=label, path=e.path) from None
+
+
+def read_config(
+    source: str | Path | dict[str, Any],
+    overrides: dict[str, Any] | list[str] | None = None,
+) -> Config:
+    """The config as `load_config` parses it (types, values, `--set`), without resolving registry names or
+    building the model: for listing what a file holds (its data set, its name) without importing torch."""
+    return _parse(source, overrides)[0]
+
+
+def _parse(source: str | Path | dict[str, Any], overrides: dict[str, Any] | list[str] | None) -> tuple[Config, str]:
     if isinstance(source, dict):
         raw, label, default_name = source, "<config>", "run"
     else:
@@ -92,6 +118,8 @@ def load_config(
         default_name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem) or "run"
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a mapping of config sections at the top level, got {describe(raw)}", source=label)
+    if not isinstance(source, dict):
+        not_a_config(raw, label)
     if isinstance(overrides, list):
         pairs = [parse_override(o) for o in overrides]
         overrides = dict(pairs)
@@ -105,15 +133,15 @@ def load_config(
     raw = dict(raw)
     raw.setdefault("name", default_name)
     try:
-        cfg = resolve_names(parse(Config, raw))
-        check_shapes(cfg)
-        return cfg
+        return parse(Config, raw), label
     except ConfigError as e:
         raise ConfigError(e.detail, source=label, path=e.path) from None
 
 
 def resolve_names(cfg: Config) -> Config:
     """Check names against the registries and normalize the layer list; returns the resolved config."""
+    from . import optim
+    from .nn.layers import normalize_layers
 
     if cfg.data.name not in DATASETS:
         raise ConfigError(DATASETS.unknown(cfg.data.name), path="data.name")
@@ -133,3 +161,33 @@ def check_shapes(cfg: Config) -> None:
         check_config(cfg)
     except DataError:
         pass
+
+
+CONFIG_KEYS = {f.name for f in dataclasses.fields(Config)}
+
+
+def not_a_config(raw: dict[str, Any], label: str) -> None:
+    """A ConfigError saying what the file is and which command takes it, for a sweep or suites file given
+    where an experiment config belongs (`regbench validate sweep.yaml`); nothing for anything else."""
+    if set(raw) <= CONFIG_KEYS:
+        return
+    if "params" in raw and "base" in raw:
+        raise ConfigError(
+            f"this is a sweep file (base: and params:), not an experiment config; run it with `regbench sweep"
+            f" {label}` (--dry-run lists its trials without training)",
+            source=label,
+        )
+    if "configs" in raw or "groups" in raw:
+        raise ConfigError(
+            f"this is a suite file (a group with configs:), not an experiment config; run it with `regbench suite"
+            f" {label}` (--dry-run shows what it would train)",
+            source=label,
+        )
+    groups = [k for k, v in raw.items() if isinstance(v, dict) and ("configs" in v or "groups" in v)]
+    if groups and len(groups) == len(raw):
+        shown = ", ".join(groups[:3]) + (", ..." if len(groups) > 3 else "")
+        raise ConfigError(
+            f"this is a suites file (groups {shown}), not an experiment config; run a group with `regbench suite"
+            f" NAME --file {label}` (`regbench suite --list --file {label}` lists them)",
+            source=label,
+        )

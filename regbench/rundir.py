@@ -13,14 +13,19 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
 
 from .core.errors import RegbenchError, RunDirError
 from .core.files import append_lines, atomic_write, pid_alive
 from .core.safeload import LimitError, load_json_bounded, load_yaml_bounded, read_limited
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that save or load tensors: compare, report and sweep --status read
+# thousands of run directories and never need it
 
 CONFIG, METRICS, SUMMARY, MODEL, LOG = "config.yaml", "metrics.jsonl", "summary.json", "model.pt", "log.txt"
 STEPS, CHECKPOINT = "steps.jsonl", "checkpoint.pt"
@@ -71,6 +76,8 @@ def create_run_dir(out: str | Path, name: str, stamp: float | None = None) -> Pa
 def snapshot(obj: Any) -> Any:
     """A copy that later in-place updates cannot reach: tensors cloned (on the CPU), dicts rebuilt, lists
     copied shallowly (the trainer appends to its lists but never changes an element), tuples kept."""
+    import torch
+
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
@@ -169,6 +176,8 @@ class RunWriter:
 
     @staticmethod
     def _write_torch(obj: Any, file: Path) -> None:
+        import torch
+
         buf = io.BytesIO()
         torch.save(obj, buf)
         atomic_write(file, buf.getvalue())
@@ -216,6 +225,8 @@ class Run:
 
     def state_dict(self, weights: str = MODEL) -> dict[str, torch.Tensor]:
         """The saved weights (loaded with weights_only=True: a run directory cannot run code)."""
+        import torch
+
         try:
             return torch.load(self.path / weights, map_location="cpu", weights_only=True)
         except FileNotFoundError:
@@ -287,6 +298,8 @@ def read_jsonl(path: Path, strict: bool = False) -> list[dict[str, Any]]:
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
     """The run's last checkpoint (weights_only: a checkpoint cannot run code), or None if it has none."""
+    import torch
+
     file = Path(path) / CHECKPOINT
     if not file.is_file():
         return None

@@ -280,6 +280,28 @@ class _StopSignals:
 
 
 # ----------------------------------------------------------------------------------------------- processes
+class WorkerStartError(RegbenchError):
+    """No worker process could be started (the system refused: too many processes, or no memory)."""
+
+    exit_code = 1
+
+
+START_RETRIES_S = (0.2, 0.5, 1.0, 2.0)  # waits between tries to start a worker the system refused
+
+
+def _start_with_retries(w: _Worker) -> str | None:
+    """Start the worker's process; None once it started, else the system's last refusal as text."""
+    for wait in (*START_RETRIES_S, None):
+        try:
+            w.proc.start()
+            return None
+        except OSError as e:  # BlockingIOError (EAGAIN: no process slot free), ENOMEM
+            if wait is None:
+                return f"{e.__class__.__name__}: [Errno {e.errno}] {e.strerror or e}"
+            time.sleep(wait)
+    return None
+
+
 class _Worker:
     def __init__(self, ctx, results, threads: int | None):
         self.tasks = ctx.Queue()
@@ -302,10 +324,21 @@ class _Pool:
         self.deaths: dict[str, int] = {}  # run key → how many workers died while running it
 
     def start(self) -> None:
+        """Start the workers not started yet. On a machine out of processes or memory (EAGAIN, ENOMEM) a start
+        is retried for a few seconds; a worker that still cannot start is dropped while another runs, and
+        with none running it is a WorkerStartError (one line, no traceback) rather than an OSError."""
         with _sigint_ignored(), _worker_env(self.threads):  # both inherited through exec
-            for w in self.workers:
+            for w in list(self.workers):
                 if not w.proc.is_alive() and w.proc.exitcode is None:
-                    w.proc.start()
+                    error = _start_with_retries(w)
+                    if error is None:
+                        continue
+                    self.workers.remove(w)
+                    if not any(o.proc.is_alive() for o in self.workers):
+                        raise WorkerStartError(
+                            f"cannot start a worker process ({error}): the machine is out of processes or memory;"
+                            " retry when it is less busy, or with fewer --workers (0 trains in this process)"
+                        )
 
     @property
     def idle(self) -> bool:

@@ -46,12 +46,22 @@ def test_every_key_has_the_books_default():
 def test_layer_defaults_are_filled_in_the_resolved_list():
     cfg = load_config({"model": {"layers": [["dropout"], ["noise", {"std": 0.01}], ["batch_normal"], 5]}})
     assert cfg.model.layers[0] == ["dropout", {"keep_prob": 1.0}]
-    assert cfg.model.layers[1] == [
-        "noise",
-        {"type": "normal", "mean": 0.0, "std": 0.01, "low": -1.0, "high": 1.0, "ratio": 1.0},
-    ]
+    # a normal noise layer's low/high do not apply, so the resolved list leaves them out
+    assert cfg.model.layers[1] == ["noise", {"type": "normal", "mean": 0.0, "std": 0.01, "ratio": 1.0}]
     assert cfg.model.layers[2] == ["batch_normal", {"epsilon": 1e-10, "exp_ratio": 0.001, "rescale": True}]
     assert cfg.model.layers[3] == ["full", {"width": 5}]
+
+
+def test_the_resolved_config_leaves_out_defaults_that_do_not_apply():
+    cfg = load_config({"model": {"layers": [["noise", {"type": "uniform"}], 5], "init": {"type": "he_normal"}}})
+    plain = cfg.to_dict()
+    assert plain["model"]["init"] == {"type": "he_normal", "bias": 0.0}  # no std, mean, low, high
+    assert plain["model"]["layers"][0] == ["noise", {"type": "uniform", "low": -1.0, "high": 1.0, "ratio": 1.0}]
+    assert load_config(plain) == cfg  # read back, the left-out keys are their defaults again
+    normal = load_config({"model": {"init": {"type": "normal", "std": 0.01}}}).to_dict()["model"]["init"]
+    assert normal == {"type": "normal", "std": 0.01, "mean": 0.0, "bias": 0.0}
+    kept = load_config({"model": {"init": {"type": "he_normal", "std": 0.5}}}).to_dict()["model"]["init"]
+    assert kept["std"] == 0.5  # a value set by hand is kept, applying or not
 
 
 def test_name_defaults_to_the_file_stem(tmp_path):

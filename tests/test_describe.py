@@ -1,4 +1,4 @@
-"""nn.describe: walking a resolved layer list (nested blocks included) without torch, and its texts."""
+"""core.layerlist: walking a resolved layer list (nested blocks included) without torch, and its texts."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import regbench.nn.describe as describe_module
+import regbench.core.layerlist as describe_module
 from regbench.core.errors import ConfigError
-from regbench.nn.describe import LayerEntry, config_layers, entries, regularizer_setting, summary, walk
+from regbench.core.layerlist import LayerEntry, config_layers, entries, regularizer_setting, summary, walk
 from regbench.nn.layers import describe_spec, normalize_layers, parse_layers
 
 NESTED = [

@@ -136,7 +136,7 @@ def test_download_true_fetches_before_training(tmp_path, monkeypatch):
     cfg = tmp_path / "f.yaml"
     cfg.write_text(
         f"data: {{name: flowers, root: {tmp_path / 'data'}, download: true, resolution: [8, 8]}}\n"
-        "model: {layers: [8]}\ntrain: {epochs: 1, show: 0}\n"
+        "model: {layers: [8]}\ntrain: {epochs: 1, show: 0, batch_size: 1}\n"  # the archive has one training image
     )
     res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "runs"), "-q"])
     assert res.exit_code == 0, res.output

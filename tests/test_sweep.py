@@ -285,17 +285,24 @@ def test_resume_after_ctrl_c_runs_only_the_missing_trials(tmp_path, monkeypatch)
     assert resumed.summary["resumed"][0]["after_epoch"] == 1 and resumed.summary["epochs_done"] == 3
 
 
-def start_sweep(tmp_path: Path, trials: int, **popen):
-    """`regbench sweep` of RANDOM6 with `trials` 400-epoch trials on 2 workers, as its own process group."""
-    path = sweep_file(tmp_path, RANDOM6.replace("trials: 6", f"trials: {trials}"), epochs=400)
+def start_sweep(tmp_path: Path, trials: int, epochs: int = 400, **popen):
+    """`regbench sweep` of RANDOM6 with `trials` trials of `epochs` epochs on 2 workers, as its own process group."""
+    path = sweep_file(tmp_path, RANDOM6.replace("trials: 6", f"trials: {trials}"), epochs=epochs)
     cmd = [sys.executable, "-m", "regbench", "sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return cmd, env, subprocess.Popen(cmd, env=env, start_new_session=True, **popen)
 
 
-def wait_for_checkpoints(sweep_dir: Path, n: int, timeout: float = 120) -> None:
+def wait_for_checkpoints(sweep_dir: Path, n: int, proc: subprocess.Popen | None = None, timeout: float = 600) -> None:
+    """Until `n` runs have a checkpoint: however long a busy machine takes to start the workers, but failing
+    at once (with the sweep's output) if the sweep process ended first."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(list(sweep_dir.glob("r6-t*-s1/checkpoint.pt"))) < n:
+    while len(list(sweep_dir.glob("r6-t*-s1/checkpoint.pt"))) < n:
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the sweep ended (exit code {proc.returncode}) before {n} runs had a checkpoint:\n{out}{err}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"fewer than {n} runs had a checkpoint after {timeout:.0f} s")
         time.sleep(0.2)
 
 
@@ -323,25 +330,29 @@ def test_a_killed_sweep_continues_where_it_stopped(tmp_path):
 
 
 def test_ctrl_c_stops_the_worker_processes_cleanly(tmp_path):
-    """SIGINT to the whole process group, as a terminal's Ctrl-C: every run is marked interrupted, exit 130."""
-    _, _, proc = start_sweep(tmp_path, 2, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """SIGINT to the whole process group, as a terminal's Ctrl-C: every run is marked interrupted, exit 130.
+
+    Nothing here depends on the machine being idle: the trials are far longer than the test (so neither can
+    finish before the other has started, however slowly the second worker starts), the test waits for both
+    checkpoints as long as the workers take to start, and the workers' clean stop gets minutes."""
+    _, _, proc = start_sweep(tmp_path, 2, epochs=1_000_000, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     d = tmp_path / "out" / "r6"
-    wait_for_checkpoints(d, 2)
+    wait_for_checkpoints(d, 2, proc)
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, out + err
     assert err.startswith("error: interrupted: 0 of 2 trials finished") and "Traceback" not in err, err
     runs = [load_run(p) for p in sorted(d.glob("r6-t*-s1"))]
     assert [r.status for r in runs] == ["interrupted", "interrupted"]
-    assert all(0 < r.summary["epochs_done"] < 400 and (r.path / "checkpoint.pt").is_file() for r in runs)
+    assert all(0 < r.summary["epochs_done"] < 1_000_000 and (r.path / "checkpoint.pt").is_file() for r in runs)
     assert [t["status"] for t in index(d)["trial_list"]] == ["interrupted", "interrupted"]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
 def test_workers_stop_their_runs_cleanly_when_the_sweep_process_is_killed(tmp_path):
-    _, _, proc = start_sweep(tmp_path, 2, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, proc = start_sweep(tmp_path, 2, epochs=1_000_000, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     d = tmp_path / "out" / "r6"
-    wait_for_checkpoints(d, 2)
+    wait_for_checkpoints(d, 2, proc)
     proc.kill()  # the sweep process only: its workers get SIGINT from the kernel
     proc.wait()
     deadline = time.monotonic() + 60

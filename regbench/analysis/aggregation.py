@@ -3,7 +3,6 @@ baseline row and every row's verdict against it, and the order of the rows."""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PRINT_ONLY
-from ..config import get_key as lookup
 from ..core.stats import Stat, Verdict, verdict
 from ..core.values import first_head, number
 from ..rundir import Run
@@ -48,10 +46,16 @@ class TableRow:
 def group_key(run: Run) -> str:
     """The resolved config without the GROUPING_IGNORES keys, as canonical JSON: runs with equal keys form
     one seed group."""
-    cfg = copy.deepcopy(run.config)
-    for key in GROUPING_IGNORES:
+    cfg = dict(run.config)
+    for key in GROUPING_IGNORES:  # copies only the mappings on each ignored key's path, not the whole config
         *parents, last = key.split(".")
-        node = lookup(cfg, ".".join(parents)) if parents else cfg
+        node: Any = cfg
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                node = None
+                break
+            node[part] = node = dict(child)
         if isinstance(node, dict):
             node.pop(last, None)
     try:
@@ -112,7 +116,8 @@ def label_rows(rows: list[TableRow]) -> None:
             same[0].label = name
             continue
         flats = [dict(flat_items(json.loads(group_key(r.runs[0])))) for r in same]
-        keys = sorted({k for f in flats for k in f if len({json.dumps(g.get(k), default=str) for g in flats}) > 1})
+        every = dict.fromkeys(k for f in flats for k in f)  # each key tested once, not once per group holding it
+        keys = sorted(k for k in every if len({json.dumps(g.get(k), default=str) for g in flats}) > 1)
         for i, (row, f) in enumerate(zip(same, flats, strict=True), 1):
             shown = [f"{k}={short_text(f.get(k))}" for k in keys[:2]]
             row.label = f"{name} [{', '.join(shown)}]" if shown and len(keys) <= 2 else f"{name} #{i}"
@@ -153,15 +158,17 @@ def aggregate(values: Sequence[Any], kind: str) -> Any:
     return ",".join(short_text(json.loads(d)) for d in distinct)
 
 
-def fill(row: TableRow, columns: Sequence[str], all_runs: Sequence[Run]) -> None:
-    """Set the row's value of every column but the baseline ones (those come from its verdict)."""
+def fill(row: TableRow, columns: Sequence[str], all_runs: Sequence[Run], kinds: dict[str, str] | None = None) -> None:
+    """Set the row's value of every column but the baseline ones (those come from its verdict). `kinds`:
+    each column's `column_kind` over all_runs, when the caller computed it once for every row."""
+    kinds = kinds if kinds is not None else {key: column_kind(key, all_runs) for key in columns}
     for key in columns:
         if key == "name":
             row.values[key] = row.label
         elif key == "n":
             row.values[key] = row.n
         elif key not in BASELINE_COLUMNS:
-            row.values[key] = aggregate([run_value(r, key) for r in row.runs], column_kind(key, all_runs))
+            row.values[key] = aggregate([run_value(r, key) for r in row.runs], kinds[key])
 
 
 # ----------------------------------------------------------------------------------------------- baseline

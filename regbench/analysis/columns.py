@@ -15,9 +15,9 @@ from typing import Any
 
 from ..config import get_key as lookup
 from ..core.errors import ConfigError, RegbenchError
+from ..core.layerlist import config_layers, regularizer_setting, summary, walk
 from ..core.stats import Stat
 from ..core.values import number, per_head
-from ..nn.describe import config_layers, regularizer_setting, summary, walk
 from ..rundir import Run
 
 
@@ -122,11 +122,14 @@ COLUMNS: dict[str, Column] = {
     ]
 }  # fmt: skip
 DEFAULT_COLUMNS = list(COLUMNS)
-# hidden first when the Rich table is wider than the terminal (never: name, test_acc, status, the verdict)
+# hidden first when the Rich table is wider than the terminal; columns picked with --columns that are not
+# listed here go after these (the last picked first), then LAST_HIDDEN; NEVER_HIDDEN and the metric stay
 HIDE_ORDER = (
-    *("w_mean", "best_epoch", "data", "epochs", "optimizer", "model", "w_std", "near_zero_pct", "train_s"),
-    *("p", "train_acc", "best_val_acc", "gap", "n", "regularizer"),
+    *("w_mean", "best_epoch", "data", "epochs", "optimizer", "w_std", "near_zero_pct", "train_s"),
+    *("train_acc", "best_val_acc", "gap", "model"),
 )
+LAST_HIDDEN = ("n", "delta", "status")
+NEVER_HIDDEN = ("name", "regularizer", "test_acc", "p", "verdict")
 BASELINE_COLUMNS = ("delta", "p", "verdict")  # added after the others when --baseline is given
 LOWER_IS_BETTER = (
     "loss",
@@ -181,33 +184,67 @@ def column_kind(key: str, runs: Sequence[Run]) -> str:
     return "result"
 
 
+def flat_nodes(data: Any, prefix: str = "") -> Iterable[tuple[str, bool]]:
+    """`(dotted key, whether it holds a mapping)` for every key of nested mappings, inner nodes included."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            key = f"{prefix}{k}"
+            inner = isinstance(v, dict)
+            yield key, inner
+            if inner:
+                yield from flat_nodes(v, key + ".")
+
+
 def known_keys(runs: Sequence[Run]) -> list[str]:
     """Every key a column, condition or sort may name: built-in columns, then the runs' config and summary
-    keys (leaves first, then sections), each also with an explicit `config.`/`summary.` prefix."""
+    keys (leaves first, then sections), each also with an explicit `config.`/`summary.` prefix.
+
+    One walk per run (runs of one sweep or suite share their keys, so the dicts stay small); compare builds
+    it once per table (`KeyIndex`), not once per checked key."""
     leaves: dict[str, None] = dict.fromkeys([*COLUMNS, *BASELINE_COLUMNS])
     inner: dict[str, None] = {}
     for r in runs:
         for source, data in (("config", r.config), ("summary", r.summary)):
-            for k in flat_keys(data):
-                (leaves if not isinstance(lookup(data, k), dict) else inner).setdefault(k)
-                inner.setdefault(f"{source}.{k}")
+            for k, is_inner in flat_nodes(data):
+                (inner if is_inner else leaves)[k] = None
+                inner[f"{source}.{k}"] = None
     return list(leaves) + [k for k in inner if k not in leaves]
 
 
+class KeyIndex:
+    """The keys of a set of runs, read once: `check` answers for each --columns, --where, --sort and --metric
+    key without walking the runs again (which, per key, grew with runs × keys)."""
+
+    def __init__(self, runs: Sequence[Run]):
+        self.runs = runs
+        self.known = known_keys(runs)
+        self._set = set(self.known)
+
+    def check(self, key: str, option: str, extra: Sequence[str] = ()) -> str:
+        """`key` if some run (or a built-in column) has it; else a CompareError naming close matches."""
+        if key in self._set or key in extra:
+            return key
+        if "[" in key and any(run_value(r, key) is not None for r in self.runs):  # model.layers[2].chn
+            return key
+        known = self.known + list(extra)
+        pool = known if key_source(key) != "any" else [k for k in known if key_source(k) == "any"]
+        sections = {k.rsplit(".", 1)[0] for k in pool if "." in k}
+        leaves = [k for k in pool if k not in sections]
+        close = difflib.get_close_matches(key, leaves, n=3, cutoff=0.6) or difflib.get_close_matches(
+            key, pool, n=3, cutoff=0.6
+        )
+        hint = (
+            f"close: {', '.join(close)}"
+            if close
+            else f"columns: {', '.join(COLUMNS)}; or any config key or summary field"
+        )
+        raise CompareError(f"{option}: unknown key '{key}' ({hint})")
+
+
 def check_key(key: str, runs: Sequence[Run], option: str, extra: Sequence[str] = ()) -> str:
-    """`key` if some run (or a built-in column) has it; else a CompareError naming close matches."""
-    known = known_keys(runs) + list(extra)
-    if key in known or ("[" in key and any(run_value(r, key) is not None for r in runs)):  # model.layers[2].chn
-        return key
-    pool = known if key_source(key) != "any" else [k for k in known if key_source(k) == "any"]
-    leaves = [k for k in pool if not any(o.startswith(k + ".") for o in pool)]
-    close = difflib.get_close_matches(key, leaves, n=3, cutoff=0.6) or difflib.get_close_matches(
-        key, pool, n=3, cutoff=0.6
-    )
-    hint = (
-        f"close: {', '.join(close)}" if close else f"columns: {', '.join(COLUMNS)}; or any config key or summary field"
-    )
-    raise CompareError(f"{option}: unknown key '{key}' ({hint})")
+    """`key` if some run (or a built-in column) has it; else a CompareError naming close matches. Checking
+    several keys against the same runs: build one `KeyIndex` and call its `check`."""
+    return KeyIndex(runs).check(key, option, extra)
 
 
 # ----------------------------------------------------------------------------------------------- cells

@@ -21,7 +21,16 @@ from typing import Any
 
 from ..rundir import Run
 from .aggregation import TableRow, fill, find_baseline, make_rows, set_verdicts, sort_rows
-from .columns import BASELINE_COLUMNS, COLUMNS, DEFAULT_COLUMNS, CompareError, cell_text, check_key, is_numeric
+from .columns import (
+    BASELINE_COLUMNS,
+    COLUMNS,
+    DEFAULT_COLUMNS,
+    CompareError,
+    KeyIndex,
+    cell_text,
+    column_kind,
+    is_numeric,
+)
 from .render import FORMATS, baseline_text, csv_text, flat_records, markdown_table, record, rich_table
 from .selection import collect_runs, parse_where, read_steps
 
@@ -112,7 +121,7 @@ class Comparison:
         """A Rich table. With `width`, optional columns are hidden (named in the caption) until it fits, rather
         than squeezing every column to a few characters."""
         headers = [self.header(k) for k in self.columns]
-        return rich_table(self.title(), self.columns, headers, self.rows, self.table_rows(), width)
+        return rich_table(self.title(), self.columns, headers, self.rows, self.table_rows(), width, keep=[self.metric])
 
     def render(self, fmt: str) -> str:
         """The table as text: `csv`, `markdown`, `json`, or `table` (Rich's rendering, 200 characters wide)."""
@@ -162,27 +171,29 @@ def compare(
         where_text = ", ".join(str(p) for p in paths) or "(no paths given)"
         detail = f" ({'; '.join(warnings)})" if warnings and len(warnings) <= 3 else ""
         raise CompareError(f"no run directories found in {where_text}{detail}")
-    conditions = parse_where(where, runs)
+    keys = KeyIndex(runs)  # every run's keys, read once for all the checks below
+    conditions = parse_where(where, runs, keys)
     if isinstance(columns, str):
         columns = [c.strip() for c in columns.split(",") if c.strip()]
     cols = list(columns) if columns else list(DEFAULT_COLUMNS)
     for key in cols:
-        check_key(key, runs, "--columns")
+        keys.check(key, "--columns")
     if "name" not in cols:
         cols.insert(0, "name")
-    metric = check_key(metric, runs, "--metric")
+    metric = keys.check(metric, "--metric")
     sort_desc = desc
     if sort and sort.startswith("-"):
         sort, sort_desc = sort[1:], not desc
     if sort:
-        check_key(sort, runs, "--sort")
+        keys.check(sort, "--sort")
 
     kept = [r for r in runs if all(c.matches(r) for c in conditions)]
     if conditions and not kept:
         warnings.append(f"no run matches --where {' and '.join(c.text for c in conditions)}")
     rows = make_rows(sorted(kept, key=lambda r: str(r.path)), group=group, warnings=warnings)
+    kinds = {key: column_kind(key, runs) for key in cols}  # once per column, not per row
     for row in rows:
-        fill(row, cols, runs)
+        fill(row, cols, runs, kinds)
 
     base = None
     if baseline:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..core.stats import Stat, Verdict
 from .aggregation import TableRow, verdict_value
-from .columns import BASELINE_COLUMNS, HIDE_ORDER, is_numeric
+from .columns import BASELINE_COLUMNS, HIDE_ORDER, LAST_HIDDEN, NEVER_HIDDEN, is_numeric
 
 FORMATS = ("table", "csv", "markdown", "json")
 STATUS_STYLES = {"running": "yellow", "interrupted": "yellow", "failed": "red", "diverged": "red"}
@@ -141,9 +141,11 @@ def rich_table(
     rows: Sequence[TableRow],
     cells_by_row: Sequence[Sequence[str]],
     width: int | None = None,
+    keep: Sequence[str] = (),
 ):
-    """A Rich table of the rows' cells. With `width`, optional columns (HIDE_ORDER) are hidden, and named in
-    the caption, until it fits, rather than squeezing every column to a few characters."""
+    """A Rich table of the rows' cells. With `width`, the least important columns are hidden, and named in
+    the caption, until it fits, rather than squeezing every column to a few characters: HIDE_ORDER, then
+    the other columns from the right, then LAST_HIDDEN; never NEVER_HIDDEN or `keep` (the verdict's metric)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -151,9 +153,13 @@ def rich_table(
     hidden: list[str] = []
     if width:
         need = {i: column_width(columns[i], headers[i], [c[i] for c in cells_by_row]) for i in cols}
-        for key in HIDE_ORDER:
+        protected = {*NEVER_HIDDEN, *keep}
+        others = [k for k in reversed(columns) if k not in (*HIDE_ORDER, *LAST_HIDDEN, *protected)]
+        for key in (*HIDE_ORDER, *others, *LAST_HIDDEN):
             if sum(need[i] for i in cols) + 1 <= width:
                 break
+            if key in protected:
+                continue
             if key in columns and columns.index(key) in cols:
                 cols.remove(columns.index(key))
                 hidden.append(key)

@@ -18,22 +18,25 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..core.errors import RegbenchError, RunDirError
 from ..core.figures import param_hist
 from ..core.values import first_head
-from ..resolve import load_config
 from ..rundir import CONFIG, LOG, METRICS, MODEL, STEPS, SUMMARY, Run
-from ..training.infer import load_model, probabilities
 from . import plots
 from .aggregation import TableRow, flat_items, group_key
 from .columns import CompareError, model_summary, short_text
 from .compare import Comparison, compare, plot_curves
 from .render import markdown_table
+
+if TYPE_CHECKING:
+    import torch
+
+# torch (models, data, the resolved config) is imported by the figures that need a trained model, so a report
+# of tables and learning curves starts without it
 
 RUN_FILES = (CONFIG, METRICS, SUMMARY, LOG, MODEL, "params_hist.png", STEPS)
 
@@ -156,6 +159,9 @@ def to_html(blocks: Sequence[Block], folder: Path, title: str) -> str:
 # ----------------------------------------------------------------------------------------------- models and data
 def model_and_config(run: Run):
     """A run's trained model (the last epoch's weights, evaluation mode, CPU) and its resolved config."""
+    from ..resolve import load_config
+    from ..training.infer import load_model
+
     return load_model(run, MODEL), load_config(run.config)
 
 
@@ -182,6 +188,8 @@ class DataCache:
 
 
 def weight_values(net) -> np.ndarray:
+    import torch
+
     from ..nn.model import weights_and_kernels
 
     return torch.cat([w.detach().reshape(-1).double() for w in weights_and_kernels(net)]).numpy()
@@ -389,6 +397,10 @@ def _best_run(comp: Comparison) -> Run | None:
 
 
 def _samples(run: Run, row: TableRow, cache: DataCache, count: int, model_of, file: Path) -> Path:
+    import torch
+
+    from ..training.infer import probabilities
+
     net, cfg = model_of(run)
     x, y = cache.test_split(cfg)
     if x.shape[0] == 0:
@@ -404,6 +416,8 @@ def _samples(run: Run, row: TableRow, cache: DataCache, count: int, model_of, fi
 
 
 def _confusion(run: Run, cache: DataCache, model_of, file: Path) -> Path:
+    from ..training.infer import probabilities
+
     net, cfg = model_of(run)
     x, y = cache.test_split(cfg)
     probs = probabilities(net, x)

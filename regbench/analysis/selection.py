@@ -13,7 +13,7 @@ from typing import Any
 from ..core.errors import RunDirError
 from ..core.values import number
 from ..rundir import CONFIG, STEPS, SUMMARY, Run, load_run, read_jsonl
-from .columns import CompareError, check_key, run_value
+from .columns import CompareError, KeyIndex, run_value
 
 
 # ----------------------------------------------------------------------------------------------- collecting
@@ -145,12 +145,15 @@ def parse_value(raw: str) -> Any:
     return None if low in ("null", "~") else raw
 
 
-def parse_where(exprs: Sequence[str], runs: Sequence[Run] = ()) -> list[Condition]:
+def parse_where(exprs: Sequence[str], runs: Sequence[Run] = (), keys: KeyIndex | None = None) -> list[Condition]:
     """Parse --where expressions: `KEY OP VALUE` joined by `and` (or given as several expressions).
 
     No eval: each condition must match `KEY OP VALUE` with OP in == != > >= < <=. With `runs`, every KEY
-    must be a built-in column or a config/summary key of some run (else a CompareError with close matches).
+    must be a built-in column or a config/summary key of some run (else a CompareError with close matches);
+    `keys` is those runs' KeyIndex when the caller has one.
     """
+    if runs and keys is None and exprs:
+        keys = KeyIndex(runs)
     out = []
     for expr in exprs:
         if re.search(r"\s(or|OR)\s", expr):
@@ -170,7 +173,7 @@ def parse_where(exprs: Sequence[str], runs: Sequence[Run] = ()) -> list[Conditio
                 raise CompareError(
                     "--where: n is the size of a seed group, known only after grouping; --where filters runs"
                 )
-            if runs:
-                check_key(key, runs, "--where")
+            if keys is not None:
+                keys.check(key, "--where")
             out.append(Condition(key, op, value, part.strip()))
     return out

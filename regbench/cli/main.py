@@ -12,7 +12,7 @@ from . import compare, data, datasets, report, show, suite, sweep, train, valida
 app = typer.Typer(
     help="Run and compare regularization experiments written in the course book's layer notation.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, powershell)
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -49,7 +49,7 @@ def main() -> None:
 
     api.install_signal_handlers()  # again for an old `regbench.cli.main:main` script (cli.entry does it first)
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="regbench", standalone_mode=False)  # completion scripts are for `regbench`
     except NoArgsIsHelpError:  # `regbench` alone, or a group without its command: the help was printed
         code = 0
     except UsageError as e:

@@ -12,6 +12,7 @@ import typer
 
 from .. import api
 from .common import Format, LangOption, SetOption, check_lang, fail, guarded, interrupt_code, print_table
+from .progress import progress_bar
 from .train import parse_seeds
 
 app = typer.Typer()
@@ -96,15 +97,18 @@ def suite(
     try:
         for plan in plans:
             with contextlib.redirect_stdout(sys.stderr) if machine else contextlib.nullcontext():
-                result = api.suite(plan, out, lang=lang, quiet=quiet, stack=1 if no_stack else stack, say=say)
+                with progress_bar("runs", plain=not quiet) as progress:
+                    stacking = 1 if no_stack else stack
+                    result = api.suite(plan, out, lang=lang, quiet=quiet, stack=stacking, say=say, progress=progress)
             results.append(result)
             show_result(result, fmt, quiet)
             if result.problems:
                 status = max(status, 3 if result.diverged_only else 1)
-    except KeyboardInterrupt:
-        raise fail(
-            "interrupted; the runs finished so far are kept (their folders list them)", interrupt_code()
-        ) from None
+    except KeyboardInterrupt as e:
+        stopped = [str(p) for p in getattr(e, "paths", [])]  # the runs Ctrl-C stopped (api's RunInterrupted)
+        where = f"; stopped: {', '.join(stopped)} (regbench train --resume DIR continues each)" if stopped else ""
+        msg = f"interrupted; the runs finished so far are kept (their folders list them){where}"
+        raise fail(msg, interrupt_code()) from None
     if machine:
         typer.echo(machine_tables(results, fmt), nl=False)
     if status:

@@ -9,6 +9,7 @@ import typer
 
 from .. import api
 from .common import fail, guarded, interrupt_code, print_table
+from .progress import progress_bar
 
 app = typer.Typer()
 
@@ -79,7 +80,10 @@ def sweep(
     say = (lambda _line: None) if quiet else typer.echo
     try:
         stack = 1 if no_stack else stack
-        report = guarded(api.sweep, spec, out, workers=workers, storage=storage, say=say, stack=stack)
+        with progress_bar("trials", plain=not quiet) as progress:
+            report = guarded(
+                api.sweep, spec, out, workers=workers, storage=storage, say=say, stack=stack, progress=progress
+            )
     except KeyboardInterrupt:  # before any trial started (while opening the study)
         raise fail("interrupted; nothing was started", interrupt_code()) from None
     show(report, top, table, plot)

@@ -84,9 +84,14 @@ def train(
                 api.train, cfg, Path(out), parse_seeds(seeds), quiet, lang=lang, stack=stacking, source=config
             )
             runs = result if isinstance(result, list) else [result]
-    except KeyboardInterrupt:
-        raise fail(
-            "interrupted; the run directory is kept with status 'interrupted' (--resume continues it)", interrupt_code()
-        ) from None
+    except KeyboardInterrupt as e:
+        paths = [str(p) for p in getattr(e, "paths", [])]  # the runs it stopped (api's RunInterrupted)
+        if not paths:
+            raise fail(
+                "interrupted; the run directory is kept with status 'interrupted' (--resume continues it)", 130
+            ) from None
+        kept = paths[0] if len(paths) == 1 else f"{len(paths)} runs ({', '.join(paths)})"
+        how = " ".join(f"regbench train --resume {p};" for p in paths).rstrip(";")
+        raise fail(f"interrupted; {kept} kept with status 'interrupted' (continue: {how})", interrupt_code()) from None
     for run in runs:
         typer.echo(f"Run saved in {run.path}")

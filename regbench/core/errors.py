@@ -56,3 +56,12 @@ def with_source(e: RegbenchError, source: object) -> RegbenchError:
 class Pruned(RegbenchError):
     """Raised by a run's `on_epoch` callback (a sweep's pruner) to stop a run not worth finishing (status
     `pruned`)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a stop signal) during training, after the runs were marked interrupted; `paths` are their
+    run directories, for the message that tells how to continue them."""
+
+    def __init__(self, paths: list):
+        super().__init__(", ".join(str(p) for p in paths))
+        self.paths = list(paths)

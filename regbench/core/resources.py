@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import ctypes
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from .cgroups import cgroup_memory_headroom, meminfo_available, usable_cores  # noqa: F401 - usable_cores re-exported
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def memory_bytes(device: torch.device | None = None) -> int:
     """Physical memory of the machine, or of the GPU for a CUDA device."""
     if device is not None and device.type == "cuda":
+        import torch
+
         return int(torch.cuda.get_device_properties(device).total_memory)
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))

@@ -237,10 +237,26 @@ def _closest(key: str, names: typing.Iterable[str]) -> str | None:
     return match[0] if match else None
 
 
+def only_when(default: Any, key: str, *values: Any) -> Any:
+    """A dataclass field that applies only when field `key` is one of `values` (a normal init's std, a
+    uniform noise's low and high): left out of the plain form when it does not apply and holds its default."""
+    return dataclasses.field(default=default, metadata={"only_when": (key, values)})
+
+
+def applies(obj: Any, f: dataclasses.Field) -> bool:
+    """Whether field `f` of dataclass `obj` belongs in its plain form (see `only_when`)."""
+    when = f.metadata.get("only_when")
+    if when is None:
+        return True
+    key, values = when
+    return getattr(obj, key) in values or getattr(obj, f.name) != f.default
+
+
 def to_plain(obj: Any) -> Any:
-    """Dataclasses/tuples → dicts/lists that `yaml.safe_dump` and `json.dumps` accept."""
+    """Dataclasses/tuples → dicts/lists that `yaml.safe_dump` and `json.dumps` accept; a field that does not
+    apply (`only_when`) and holds its default is left out."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if applies(obj, f)}
     if isinstance(obj, (list, tuple)):
         return [to_plain(v) for v in obj]
     if isinstance(obj, dict):

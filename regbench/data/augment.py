@@ -20,16 +20,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError
 from ..core.registry import Registry
 from ..core.schema import describe, parse, require
 
-Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+Augment = Callable[["torch.Tensor", "torch.Generator"], "torch.Tensor"]
 
 
 # ----------------------------------------------------------------------------------------------- params
@@ -149,6 +149,8 @@ def make_augment(specs: list[Any] | None, input_shape: tuple[int, ...]) -> Augme
     `x` is a (B, C, H, W) float training batch on any device and `generator` a torch.Generator on that
     device; the same generator state gives the same output, so runs stay reproducible per seed.
     """
+    import torch
+
     check_augment(specs, input_shape)
     fns = [OPS[name].make(params, input_shape) for name, params in parse_augment(specs)]
     if not fns:
@@ -166,16 +168,21 @@ def make_augment(specs: list[Any] | None, input_shape: tuple[int, ...]) -> Augme
 # ----------------------------------------------------------------------------------------------- ops
 def uniform(n: int, lo: float, hi: float, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """n draws from U(lo, hi) on x's device, in x's dtype."""
+    import torch
+
     return lo + (hi - lo) * torch.rand(n, device=x.device, generator=g, dtype=x.dtype)
 
 
 def coin(n: int, p: float, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """(n, 1, 1, 1) booleans, True with probability p."""
+    import torch
+
     return (torch.rand(n, device=x.device, generator=g) < p).view(n, 1, 1, 1)
 
 
 def make_flip(dim: int) -> Callable[[Flip, tuple[int, int, int]], Augment]:
     def make(params: Flip, shape: tuple[int, int, int]) -> Augment:
+        import torch
         from torchvision.transforms.v2 import functional as TF
 
         kernel = TF.horizontal_flip if dim == -1 else TF.vertical_flip
@@ -190,6 +197,7 @@ def make_flip(dim: int) -> Callable[[Flip, tuple[int, int, int]], Augment]:
 
 def make_crop(params: Crop, shape: tuple[int, int, int]) -> Augment:
     """Pad by `padding` on each side, then take an input-sized window at a random offset per sample."""
+    import torch
     from torchvision.transforms.v2 import functional as TF
 
     pad = params.padding
@@ -207,6 +215,9 @@ def make_crop(params: Crop, shape: tuple[int, int, int]) -> Augment:
 
 def make_affine(params: Affine, shape: tuple[int, int, int]) -> Augment:
     """Per-sample rotation about the centre, shift and zoom, sampled bilinearly (zeros outside)."""
+    import torch
+    import torch.nn.functional as F
+
     _, h, w = shape
     rad = math.radians(params.degrees)
     fx, fy = params.translate or (0.0, 0.0)
@@ -240,6 +251,8 @@ def make_rotate(params: Rotate, shape: tuple[int, int, int]) -> Augment:
 
 def make_erase(params: Erase, shape: tuple[int, int, int]) -> Augment:
     """RandomErasing per sample; the box is clamped to the image instead of redrawn until it fits."""
+    import torch
+
     _, h, w = shape
     (s_lo, s_hi), (r_lo, r_hi) = params.scale, params.ratio
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..config import DataConfig, Split
 from ..core.errors import ConfigError, DataError
@@ -21,6 +20,9 @@ from ..core.registry import Registry
 from .augment import check_augment, parse_augment
 from .normalize import normalize
 from .split import split_indices, stratified_take
+
+if TYPE_CHECKING:
+    import torch
 
 SPLITS = ("train", "val", "test")
 
@@ -151,6 +153,8 @@ def load_data(cfg: DataConfig) -> Dataset:
     """Load the configured data set, split it into train/val/test (book ratios, seeded, stratified unless
     `split.stratify` is false), cap each split at `data.limit`, and normalize it with statistics of the
     training split (npz's "auto": unit for uint8 pixels, none for float values)."""
+    import torch
+
     entry = DATASETS[cfg.name]
     info = data_info(cfg)
     arrays = entry.load(cfg)

@@ -13,8 +13,11 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 CACHE_DIR = ".regbench-cache"
 VERSION = 1  # bump when the decoding changes, so old entries are not read
@@ -32,6 +35,8 @@ def cache_key(tree: Path, files: list[str], resolution: list[int], channels: int
 
 def read_cached(file: Path) -> torch.Tensor | None:
     """The cached uint8 tensor, or None when there is none (or it cannot be read: it is then rebuilt)."""
+    import torch
+
     try:
         x = torch.load(file, weights_only=True)
     except Exception:  # missing, or damaged: rebuilt, never trusted
@@ -44,6 +49,8 @@ def write_cached(file: Path, x: torch.Tensor) -> None:
 
     A folder that cannot be written (read-only data) only costs the next run the decoding again.
     """
+    import torch
+
     tmp = file.with_name(f".{file.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         file.parent.mkdir(parents=True, exist_ok=True)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..config import DataConfig
 from ..core.errors import DataError
 from .cache import CACHE_DIR, cache_key, read_cached, write_cached
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 DEFAULT_RESOLUTION = [96, 96]  # the course notebook: FlowersDataset([96, 96], [96, 96, 3])
@@ -65,6 +68,8 @@ def decode_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray
 
 def decode_all(tree: Path, files: list[str], shape: tuple[int, int, int]) -> torch.Tensor:
     """Decode `files` (relative to `tree`) into one (N, C, H, W) uint8 tensor, on a few threads."""
+    import torch
+
     c, h, w = shape
     out = np.empty((len(files), h, w, c), dtype=np.uint8)
 
@@ -91,6 +96,8 @@ def load_images(tree: Path, files: list[str], cfg: DataConfig, cache_dir: Path, 
 
 def scan_classes(tree: Path) -> tuple[list[str], list[str], torch.Tensor]:
     """A one-level tree `tree/<class>/<image>`: sorted class names, relative files, labels (N, 1)."""
+    import torch
+
     classes = list_dir(tree)
     files: list[str] = []
     labels: list[int] = []

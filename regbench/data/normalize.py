@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 MODES = ("none", "unit", "standardize", "center")
 
@@ -19,6 +22,8 @@ MODES = ("none", "unit", "standardize", "center")
 def normalize(ds, mode: str, scale: float | None, note_unscaled: bool = True) -> dict[str, list[float] | float | str]:
     """Convert every split of `ds` (a Dataset) to float32 and normalize it in place; returns the statistics,
     with a `note` when `none` leaves values that look unscaled (and `note_unscaled`)."""
+    import torch
+
     for split in ds.x:
         ds.x[split] = ds.x[split].float()
     train = ds.x["train"]
@@ -61,6 +66,8 @@ def unscaled_note(train: torch.Tensor, scale: float | None) -> str | None:
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and (population) std per channel of (N, C, H, W), or per feature of (N, F), shaped to broadcast."""
+    import torch
+
     if x.dim() == 4:
         std, mean = torch.std_mean(x, dim=(0, 2, 3), correction=0, keepdim=True)
         return mean[0], std[0]
@@ -71,6 +78,8 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def apply_recorded(x: torch.Tensor, stats: dict) -> torch.Tensor:
     """Normalize new samples `x` ((N, C, H, W) or (N, F), values as the data set's files store them) with
     the statistics `normalize` returned for a run's training split (its summary's `normalization`)."""
+    import torch
+
     x = x.float()
     if stats.get("mode", "none") == "none":
         return x

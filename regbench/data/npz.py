@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..config import DataConfig
 from ..core.errors import ConfigError, DataError
 from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
 from .pixels import chw, shape_images, to_nchw
+
+if TYPE_CHECKING:
+    import torch
 
 HOW = "save one with numpy.savez(path, x=images, y=labels[, classes=names, x_test=..., y_test=...])"
 
@@ -63,6 +66,8 @@ def stored_shape(file: Path, name: str) -> tuple[int, ...]:
 
 
 def labels(npz, file: Path, name: str, n: int) -> torch.Tensor:
+    import torch
+
     y = array(npz, file, name)
     if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{file}: '{name}' must be {n} integer labels, got {y.dtype} of shape {y.shape}")
@@ -97,6 +102,8 @@ def images(npz, file: Path, name: str, cfg: DataConfig) -> torch.Tensor:
 
 
 def load(cfg: DataConfig) -> Arrays:
+    import torch
+
     file = npz_file(cfg)
     if not file.is_file():
         raise files_error("npz", file.parent, [file.name], HOW)

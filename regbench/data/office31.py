@@ -8,12 +8,14 @@ report prints both accuracies (`accuracy = 0.874+0.558`). Names are sorted as th
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..config import DataConfig
 from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
 from .imagefolder import image_shape, list_dir, list_images, load_images
+
+if TYPE_CHECKING:
+    import torch
 
 FOLDER = "office31"  # the book: data/chap06/office31
 DOMAINS = ["amazon", "dslr", "webcam"]
@@ -55,6 +57,8 @@ def info(cfg: DataConfig) -> DataInfo:
 
 def scan(cfg: DataConfig) -> tuple[list[str], torch.Tensor]:
     """Relative image paths and their (domain, object) labels, in the book's sorted walk order."""
+    import torch
+
     domains, objects = names(cfg)
     files: list[str] = []
     labels: list[tuple[int, int]] = []

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from ..core.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def layout(shape: tuple[int, ...], source: str) -> str:
@@ -29,6 +33,8 @@ def chw(shape: tuple[int, ...], source: str) -> tuple[int, int, int]:
 
 def to_nchw(x: np.ndarray, source: str) -> torch.Tensor:
     """An image array in any of the layouts above → (N, C, H, W), sharing memory (a view, no copy)."""
+    import torch
+
     t = torch.from_numpy(x)
     kind = layout(x.shape, source)
     if kind == "NHW":
@@ -55,6 +61,8 @@ def resize(x: torch.Tensor, resolution: list[int] | None, chunk: int = 4096) -> 
 
     Chunked so resizing a 60,000-image set does not hold a float copy of all of it at once.
     """
+    import torch
+
     if resolution is None or list(x.shape[-2:]) == list(resolution):
         return x
     from torchvision.transforms.v2 import functional as TF

@@ -3,8 +3,12 @@ or the book's plain shuffle (`data.split.stratify: false`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def class_ids(y: torch.Tensor) -> np.ndarray:
@@ -43,6 +47,8 @@ def split_indices(
     As the book's shuffle_data: train = int(N·train / 10)·10 samples (a multiple of its batch size 10),
     val = int(N·val), test = the rest.
     """
+    import torch
+
     n = int(y.shape[0])
     g = np.random.default_rng(seed)
     perm = g.permutation(n)
@@ -60,6 +66,8 @@ def split_indices(
 
 def stratified_take(y: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     """Indices of `count` samples of `y`, every class in proportion (for `data.limit`)."""
+    import torch
+
     perm = np.random.default_rng(seed + 1).permutation(int(y.shape[0]))
     order = perm[stratified_order(class_ids(y[torch.as_tensor(perm)]))]
     return torch.as_tensor(np.sort(order[:count]), dtype=torch.long)

@@ -7,12 +7,14 @@ plus pixel noise, shifted into roughly 0–1. `classes: [3, 31]` makes a two-hea
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..config import DataConfig
 from ..core.resources import check_fits
 from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head
+
+if TYPE_CHECKING:
+    pass
 
 DEFAULT_SHAPE = [8, 8, 1]  # H × W × C (book order)
 DEFAULT_CLASSES = 10
@@ -50,6 +52,8 @@ def info(cfg: DataConfig) -> DataInfo:
 
 
 def load(cfg: DataConfig) -> Arrays:
+    import torch
+
     shape = info(cfg).input_shape
     count = DEFAULT_COUNT if cfg.count is None else cfg.count
     g = torch.Generator().manual_seed(cfg.seed + 7919)

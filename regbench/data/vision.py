@@ -15,14 +15,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..config import DataConfig
 from ..core.errors import DataError
 from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head, files_error
 from .pixels import shape_images
+
+if TYPE_CHECKING:
+    import torch
 
 IDX = (
     "train-images-idx3-ubyte",
@@ -163,6 +166,8 @@ def read_pickle(path: Path) -> dict:
 
 
 def cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     d = read_pickle(path)
     labels = d.get("labels", d.get("fine_labels"))
     if "data" not in d or labels is None:
@@ -224,6 +229,8 @@ def fetch(vs: VisionSet, cfg: DataConfig) -> str:
 
 
 def load(vs: VisionSet, cfg: DataConfig) -> Arrays:
+    import torch
+
     if cfg.download and missing(vs, cfg):
         fetch(vs, cfg)
     absent = missing(vs, cfg)

@@ -30,7 +30,7 @@ from ..analysis.compare import CompareError, Comparison, compare
 from ..config import NAME_RE, Config, override_at, parse_override
 from ..core.errors import ConfigError, DataError
 from ..core.schema import describe, parse, read_yaml_file, require
-from ..resolve import load_config
+from ..resolve import load_config, read_config
 from .sweep_spec import check_files
 
 SUITES_FILE = Path("configs") / "suites.yaml"  # where `regbench suite NAME` looks first (then beside the package)
@@ -221,6 +221,7 @@ def stand_in(cfg: Config) -> Config:
     data["limit"] = {k: min(limit.get(k) or math.inf, cap) for k, cap in SMOKE_LIMIT.items()}
     doc["data"] = data
     doc["train"].update(epochs=1, iterations=None, show=0, ensemble=min(doc["train"]["ensemble"], 2))
+    doc["train"]["batch_size"] = min(doc["train"]["batch_size"], SMOKE_LIMIT["train"])  # a batch fits the few samples
     return load_config(doc)
 
 
@@ -349,11 +350,12 @@ def run_suite(
     quiet: bool = False,
     stack: int | None = None,
     say: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> SuiteResult:
     """Train a planned group into `out/<name>/` (`<name>-smoke/` for smoke runs), pass by pass: side by side
     where the runs stack (unless `stack` is 1), one by one otherwise. A run that diverges or fails is
     recorded and the others go on. Ends with the compare table of this call's runs (the group's baseline,
-    seed groups as mean ± std)."""
+    seed groups as mean ± std). `progress(done, total, failed)` counts runs, at the start and after each batch."""
     from ..training import execute
     from ..training.member import status_of
 
@@ -365,6 +367,10 @@ def run_suite(
     problems: list[str] = []
     diverged_only = True
     t0 = time.perf_counter()
+    total = sum(len(cfgs) for cfgs in plan.passes)
+    done = failed = 0
+    if progress is not None:
+        progress(done, total, failed)
     for i, cfgs in enumerate(plan.passes, 1):
         groups = execute.stack_groups(cfgs, stack)  # the engine's own grouping: what trains side by side
         if not quiet:
@@ -372,12 +378,18 @@ def run_suite(
         before = set(folder.iterdir())
         for group in groups:  # a group that fails is recorded and the suite goes on
             batch = [cfgs[j] for j in group]
+            ok = False
             try:
                 execute.train_group(batch, folder, lang=lang, quiet=quiet, stack=stack)
+                ok = True
             except Exception as e:
                 status, error = status_of(e)
                 problems.append(error if status == "diverged" else f"{batch[0].name}: {error}")
                 diverged_only = diverged_only and status == "diverged"
+            done += len(batch)
+            failed += 0 if ok else len(batch)
+            if progress is not None:
+                progress(done, total, failed)
         made = sorted(p for p in set(folder.iterdir()) - before if (p / "summary.json").is_file())
         runs += made
     seconds = time.perf_counter() - t0
@@ -406,7 +418,7 @@ def list_groups(suites_file: str | Path | None = None) -> list[dict[str, Any]]:
         data: dict[str, bool] = {}
         for leaf in leaves:
             for file in leaf.configs:
-                cfg = load_config(file, leaf.overrides)
+                cfg = read_config(file, leaf.overrides)
                 data[cfg.data.name] = data.get(cfg.data.name, True) and not DATASETS[cfg.data.name].missing(cfg.data)
         count = sum(len(leaf.configs) for leaf in leaves)
         rows.append(

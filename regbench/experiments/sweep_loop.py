@@ -13,6 +13,7 @@ import contextlib
 import statistics
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,10 @@ def _prepare_dir(sweep: Sweep, sweep_dir: Path, storage: str | None) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- the run loop
+Progress = Callable[[int, int, int], None]  # (done, total, failed): for a progress bar
+INDEX_EVERY_S = 2.0  # sweep.json is this machine's view for --status without the study: a moment behind is fine
+
+
 @dataclass
 class _Slot:
     """A trial this process took: its runs (one per seed) and their results."""
@@ -120,6 +125,7 @@ def run_sweep(
     storage: str | None = None,
     say=print,
     stack: int = DEFAULT_STACK,
+    progress: Progress | None = None,
 ) -> SweepReport:
     """Run (or continue) `sweep` into `<out>/<name>/` on `workers` processes (0: in this one).
 
@@ -128,7 +134,8 @@ def run_sweep(
     at a time); the rest run one by one. A sweep with `prune` trains one run at a time: the pruner
     compares a trial with finished ones, and trials side by side finish together.
 
-    Prints one line per finished trial in the homework's format through `say`. Several processes (on any
+    Prints one line per finished trial in the homework's format through `say`, and calls `progress(done,
+    total, failed)` at the start and after each trial this process finishes. Several processes (on any
     machine, with a shared `storage` URL) may run the same sweep at once; each takes the next waiting
     trial. Returns the report (all trials, from the study); raises SweepInterrupted on Ctrl-C after
     marking the running trials for continuation.
@@ -148,16 +155,31 @@ def run_sweep(
         sweep, sweep_dir, views_from_study(sweep, study.trials(), sweep_dir), storage and masked(storage)
     )
     write_index(report)
+    ended = [v for v in report.views if v.status not in ("pending", "running", "interrupted")]
+    counts = {"done": len(ended), "failed": sum(v.status in ("failed", "diverged") for v in ended)}
 
+    def tell(status: str | None = None) -> None:
+        if status is not None:
+            counts["done"] += 1
+            counts["failed"] += status in ("failed", "diverged")
+        if progress is not None:
+            progress(counts["done"], sweep.trials, counts["failed"])
+
+    tell()
     t0 = time.monotonic()
     slots: list[_Slot] = []
     slot_of: dict[str, _Slot] = {}
     pending: deque[RunTask] = deque()
-    state = {"last_reap": time.monotonic(), "waiting_said": False}
+    state = {"last_reap": time.monotonic(), "waiting_said": False, "indexed": time.monotonic()}
     prune = sweep.prune
     loss = METRICS[sweep.metric][1] == "minimize"
 
-    def refresh() -> None:
+    def refresh(now: bool = False) -> None:
+        """Re-read every trial and rewrite sweep.json: at most every INDEX_EVERY_S seconds while trials run
+        (it reads the whole study, so once per trial would grow with the sweep), and always at the end."""
+        if not now and time.monotonic() - state["indexed"] < INDEX_EVERY_S:
+            return
+        state["indexed"] = time.monotonic()
         report.views = views_from_study(sweep, study.trials(), sweep_dir)
         write_index(report)
 
@@ -171,6 +193,7 @@ def run_sweep(
             line = TrialView(slot.claim.slot, sweep.key(slot.claim.slot), slot.claim.params, status, value, std)
             line.error = error
             say(trial_line(line, sweep))
+            tell(status)
         refresh()
 
     def take(claim: Claim) -> _Slot | None:
@@ -187,6 +210,7 @@ def run_sweep(
         except ConfigError as e:  # a TPE proposal the config rejects: this trial failed, the sweep goes on
             study.finish(claim.number, claim.trial_id, "failed", error=str(e))
             say(trial_line(TrialView(claim.slot, sweep.key(claim.slot), claim.params, "failed", error=str(e)), sweep))
+            tell("failed")
             return None
         slot = _Slot(claim, tasks)
         slots.append(slot)
@@ -250,7 +274,7 @@ def run_sweep(
                     study.finish(slot.claim.number, slot.claim.trial_id, "interrupted")
                     slot.finished = True
         with contextlib.suppress(Exception):
-            refresh()
+            refresh(now=True)
     report.seconds = time.monotonic() - t0
     if interrupted:
         done = sum(v.status not in ("pending", "running", "interrupted") for v in report.views)

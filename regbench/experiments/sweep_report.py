@@ -261,7 +261,7 @@ def sweep_status(sweep_dir: str | Path, storage: str | None = None) -> SweepRepo
     else from its `sweep.json` (this machine's last view)."""
     sweep_dir = Path(sweep_dir)
     index = read_index(sweep_dir)
-    sweep = load_sweep(sweep_dir / SPEC)
+    sweep = load_sweep(sweep_dir / SPEC, resolve=False)  # resolved when the sweep began: no torch needed
     if sweep.identity != index["identity"]:
         raise SweepError(f"{sweep_dir}: {SPEC} does not match {INDEX} (edited by hand?)")
     saved = index.get("storage")

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from ..config import KEY_RE, NAME_RE, Config, override_at
 from ..core.errors import ConfigError, RegbenchError
 from ..core.schema import FieldError, describe, parse, read_yaml_file, require, to_plain
-from ..resolve import load_config
+from ..resolve import load_config, read_config
 from .sweep_text import labels, params_text, value_text
 
 Method = Literal["grid", "random", "tpe"]
@@ -272,8 +272,11 @@ def check_files(cfg: Config) -> None:
         )
 
 
-def load_sweep(source: str | Path | dict[str, Any], *, name: str | None = None) -> Sweep:
-    """Read and validate a sweep file (or a dict); raises ConfigError (one line: file, key path, what is allowed)."""
+def load_sweep(source: str | Path | dict[str, Any], *, name: str | None = None, resolve: bool = True) -> Sweep:
+    """Read and validate a sweep file (or a dict); raises ConfigError (one line: file, key path, what is allowed).
+
+    `resolve=False` reads the base config without resolving it (no registry names, no model built, no torch):
+    for a sweep folder's own `sweep.yaml`, whose base was resolved when the sweep started (`sweep --status`)."""
     if isinstance(source, dict):
         raw, label, folder, default_name = source, "<sweep>", Path.cwd(), "sweep"
     else:
@@ -297,7 +300,7 @@ def load_sweep(source: str | Path | dict[str, Any], *, name: str | None = None) 
         raise ConfigError(e.detail, source=label, path=e.path) from None
     except FieldError as e:
         raise ConfigError(str(e), source=label, path=e.field) from None
-    base_cfg = load_base(f, label, folder)
+    base_cfg = load_base(f, label, folder, load_config if resolve else read_config)
     trials = check_method(f, params, label)
     base = base_cfg.to_dict()
     identity_data = {
@@ -348,7 +351,7 @@ def parse_params(f: SweepFile) -> dict[str, ParamSpec]:
     return params
 
 
-def load_base(f: SweepFile, label: str, folder: Path) -> Config:
+def load_base(f: SweepFile, label: str, folder: Path, load=load_config) -> Config:
     overrides = f.set if f.set is not None else {}
     if not isinstance(overrides, dict):
         raise ConfigError(
@@ -360,7 +363,7 @@ def load_base(f: SweepFile, label: str, folder: Path) -> Config:
     if isinstance(f.base, str):
         path = Path(f.base) if Path(f.base).is_absolute() else folder / f.base
         try:
-            return load_config(path, overrides=overrides)
+            return load(path, overrides=overrides)
         except ConfigError as e:
             if e.detail == "file not found" and e.path is None:
                 raise ConfigError(f"config file {path} not found", source=label, path="base") from None
@@ -370,7 +373,7 @@ def load_base(f: SweepFile, label: str, folder: Path) -> Config:
             raise
     if isinstance(f.base, dict):
         try:
-            return load_config(f.base, overrides=overrides)
+            return load(f.base, overrides=overrides)
         except ConfigError as e:
             where = override_at(e.path, overrides)
             path = f"set.{where}" if where else "base" + (f".{e.path}" if e.path else "")

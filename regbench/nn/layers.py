@@ -17,7 +17,7 @@ from typing import Any, Literal
 from torch import nn
 
 from ..config import Activation, InitConfig
-from ..core.schema import require
+from ..core.schema import only_when, require
 from ..stacked.layers import (
     StackedBatchNormal,
     StackedConv2d,
@@ -283,10 +283,10 @@ def stacked_dropout(a: DropoutArgs, shape: Shape, ctx: BuildContext):
 @dataclass(frozen=True)
 class NoiseArgs:
     type: Literal["normal", "uniform"] = "normal"  # book supports normal
-    mean: float = 0.0  # normal: book default 0
-    std: float = 1.0  # normal: book default 1.0
-    low: float = -1.0  # uniform
-    high: float = 1.0  # uniform
+    mean: float = only_when(0.0, "type", "normal")  # normal: book default 0
+    std: float = only_when(1.0, "type", "normal")  # normal: book default 1.0
+    low: float = only_when(-1.0, "type", "uniform")  # uniform
+    high: float = only_when(1.0, "type", "uniform")  # uniform
     ratio: float = 1.0  # probability that a training batch gets noise (book default 1.0)
 
     def __post_init__(self):

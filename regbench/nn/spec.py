@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any
 
 from ..core.errors import ConfigError
-from ..core.schema import describe, parse, to_plain
+from ..core.schema import applies, describe, parse, to_plain
 from .registry import LAYERS, LayerSpec
 
 BLOCK_LISTS = {"serial": "layers", "residual": "layers"}  # block types holding one nested layer list
@@ -59,7 +59,7 @@ def spec_to_plain(spec: LayerSpec) -> list[Any]:
     params = {}
     for f in dataclasses.fields(spec.args):
         value = getattr(spec.args, f.name)
-        if value is None or (f.metadata.get("quiet") and value == f.default):
+        if value is None or (f.metadata.get("quiet") and value == f.default) or not applies(spec.args, f):
             continue
         params[f.name] = to_plain(value)
     return [spec.type, params] if params else [spec.type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 
 from ..config import PRINT_ONLY, Config
 from ..core import console
-from ..core.errors import ConfigError, DivergedError, RegbenchError, RunDirError
+from ..core.errors import ConfigError, DivergedError, RegbenchError, RunDirError, RunInterrupted
 from ..core.resources import memory_bytes
 from ..core.values import one_or_list
 from ..nn.model import build_model
@@ -53,10 +54,30 @@ def train(
     """
     setup = prepare(cfg)
     path = create_run_dir(out, cfg.name)
-    with removed_if_empty([path]):  # a folder is a run (resumable, from the start without a checkpoint) or gone
+    with naming_interrupted(out, [path]), removed_if_empty([path]):  # a folder is a run (resumable) or gone
         RunWriter(path).write_config(cfg.to_dict())
         fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, stack=stack, report_test=report_test)
     return load_trained(path)
+
+
+@contextlib.contextmanager
+def naming_interrupted(out: str | Path, paths: list[Path] | None = None):
+    """Turn Ctrl-C into RunInterrupted naming the run directories it stopped: `paths`, or the unfinished runs
+    this process started directly under `out` (their folders are made when their turn comes)."""
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt:
+        if paths is None:
+            paths = []
+            with contextlib.suppress(OSError):
+                for d in sorted(Path(out).iterdir()):
+                    with contextlib.suppress(OSError, ValueError):
+                        summary = json.loads((d / SUMMARY).read_text(encoding="utf-8"))
+                        if summary.get("pid") == os.getpid() and summary.get("status") in ("interrupted", "running"):
+                            paths.append(d)
+        raise RunInterrupted(paths) from None
 
 
 def train_ensemble(
@@ -154,7 +175,8 @@ def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", qui
     setup = prepare(cfg, threads=run.summary.get("threads"))
     if epochs is not None:
         RunWriter(path).write_config(cfg.to_dict())
-    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, continuing=True)
+    with naming_interrupted(path.parent, [path]):
+        fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, continuing=True)
     return load_trained(path)
 
 
@@ -175,7 +197,8 @@ def restart(path: Path, lang: str, quiet: bool) -> TrainedRun:
     except RegbenchError as e:
         raise RunDirError(f"{path}: cannot restart it: {e}") from None
     setup = prepare(cfg)
-    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup)
+    with naming_interrupted(path.parent, [path]):
+        fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup)
     return load_trained(path)
 
 
@@ -298,7 +321,8 @@ def train_group(
     A diverged run is recorded (status diverged) and the others go on; DivergedError is raised at the end if
     any diverged, after all runs are written.
     """
-    fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=stack, keep_going=True)
+    with naming_interrupted(out):
+        fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=stack, keep_going=True)
     runs = [load_trained(f.path) for f in fitted]
     diverged = [r for r in runs if r.status == "diverged"]
     if len(runs) == 1 and diverged:
@@ -497,7 +521,8 @@ def train_seeds(
             sys.stdout.flush()
 
     one_by_one = stack if cfg.train.ensemble > 1 else 1  # an ensemble stacks its own members
-    fitted = fit_all(
-        cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=one_by_one, announce=announce
-    )
+    with naming_interrupted(out):
+        fitted = fit_all(
+            cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=one_by_one, announce=announce
+        )
     return [load_trained(f.path) for f in fitted]

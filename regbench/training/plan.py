@@ -156,6 +156,13 @@ def prepare(cfg: Config, threads: int | None = None) -> Setup:
     data = load_data(cfg.data)
     if device.type == "cuda":  # the splits go to the GPU: their real size, next to the model's need
         check_model_memory(rows, cfg, device, sum(t.nbytes for d in (data.x, data.y) for t in d.values()))
+    n_train = data.size("train")
+    if cfg.train.batch_size > n_train:  # one batch larger than the data: clamping it would hide a typo
+        raise ConfigError(
+            f"{cfg.train.batch_size} is larger than the training split ({n_train} sample{'s' * (n_train != 1)});"
+            " lower it, or give the training split more samples (data.limit.train, data.split.train, data.count)",
+            path="train.batch_size",
+        )
     needs_val = cfg.train.early_stop is not None or cfg.train.test_on == "best"
     if needs_val and data.size("val") == 0:
         key = "train.early_stop" if cfg.train.early_stop is not None else "train.test_on"
