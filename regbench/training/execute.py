@@ -437,10 +437,11 @@ def fit_alone(
 @contextlib.contextmanager
 def removed_if_empty(made: list[Path]) -> Iterator[None]:
     """Directories made for fresh runs are removed if the runs fail before their summary could be written
-    (a full disk): a folder is either a run (resumable, from the start when it has no checkpoint) or gone."""
+    (a full disk): a folder is either a run (resumable, from the start when it has no checkpoint) or gone.
+    Ctrl-C keeps it: its config.yaml is written first, so `--resume` starts it afresh."""
     try:
         yield
-    except BaseException:
+    except Exception:
         for p in made:
             if not (p / SUMMARY).is_file() and not (p / CHECKPOINT).is_file():
                 shutil.rmtree(p, ignore_errors=True)
