@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import torch
 
     from .analysis.compare import Comparison
+    from .analysis.diff import ConfigDiff
     from .analysis.report import ReportResult
     from .data import DataInfo, Dataset
     from .experiments.suite import Plan, Suite, SuiteResult
@@ -93,6 +94,7 @@ __all__ = [
     "compare",
     "csv_text",
     "datasets",
+    "diff",
     "fetch",
     "load_config",
     "load_run",
@@ -289,12 +291,13 @@ def compare(
     metric: str = "test_acc",
     group: bool = True,
     plot: str | Path | None = None,
+    smoke: bool = False,
 ) -> Comparison:
     """Compare runs side by side: `Run` objects, run directories, or folders searched for them.
 
     Returns a `Comparison`: `.rows` (a seed group is one row, mean ± std), `.to_pandas()` (needs pandas),
-    `.to_csv()`, `.to_markdown()`, `.to_json()`. The options are `regbench compare`'s (see its --help);
-    `where` takes one condition or a list.
+    `.to_csv()`, `.to_markdown()`, `.to_json()`, `.to_latex()`. The options are `regbench compare`'s (see its
+    --help); `where` takes one condition or a list; `smoke` also shows `suite --smoke` rehearsal runs.
     """
     from .analysis.compare import compare as compare_runs
     from .rundir import Run
@@ -311,7 +314,17 @@ def compare(
         metric=metric,
         group=group,
         plot=plot,
+        smoke=smoke,
     )
+
+
+def diff(a: str | Path, b: str | Path, paths: Iterable[str | Path] = (), *, smoke: bool = False) -> ConfigDiff:
+    """The resolved-config keys (nested layer parameters included) that differ between `a` and `b`: run
+    directories, or row labels / run names / config names among the runs under `paths` (a seed group
+    compares as one side). `.keys` holds (key, value in a, value in b); `.render(fmt)` prints it."""
+    from .analysis.diff import config_diff
+
+    return config_diff(paths, str(a), str(b), smoke=smoke)
 
 
 def csv_text(records: list[dict[str, Any]], fields: list[str] | None = None) -> str:
@@ -332,10 +345,14 @@ def report(
     desc: bool = False,
     columns: Sequence[str] | str | None = None,
     samples: int = 8,
+    lang: str | None = None,
+    figures: str = "png",
+    smoke: bool = False,
 ) -> ReportResult:
     """Write `out/report.md` and a self-contained `out/report.html` (table, learning curves, histograms,
     `samples` test images per row, confusion matrix) for the runs in or under `paths`; the table options
-    are `compare`'s. Returns where the files went, with the notes and warnings to print."""
+    are `compare`'s. `lang` (ko/en; None: the runs' own) sets its words, `figures` is png or svg. Returns
+    where the files went, with the notes and warnings to print."""
     from .analysis.report import write_report
 
     return write_report(
@@ -348,6 +365,9 @@ def report(
         desc=desc,
         columns=columns,
         samples=samples,
+        lang=lang,
+        figures=figures,
+        smoke=smoke,
     )
 
 
