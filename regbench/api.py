@@ -258,14 +258,16 @@ def train(
     Raises RegbenchError subclasses (ConfigError, DataError, DivergedError, RunDirError), each with the
     one-line message the CLI prints; bad input is reported before any file is written.
     """
+    from .core.provenance import config_source
     from .training import execute
 
     cfg = as_config(config, overrides)
     check_lang(lang)
     try:
-        if seeds is None:
-            return execute.train(cfg, out, lang=lang, quiet=quiet, stack=stack, report_test=report_test)
-        return execute.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack)
+        with config_source(config if isinstance(config, (str, Path)) else None):
+            if seeds is None:
+                return execute.train(cfg, out, lang=lang, quiet=quiet, stack=stack, report_test=report_test)
+            return execute.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack)
     except RegbenchError as e:  # name the file in errors found while training (missing data files…)
         if isinstance(config, (str, Path)):
             raise with_source(e, config) from None
