@@ -86,10 +86,10 @@ def to_markdown(blocks: Sequence[Block]) -> str:
 # lists also after `_ - . / , )` (<wbr>), so a column is never wider than its longest word and the table
 # stays within the page without cutting words in the middle.
 CSS = """
-body { font-family: system-ui, 'Noto Sans CJK KR', 'Noto Sans KR', sans-serif; margin: 2em auto; max-width: 1400px;
+body { font-family: system-ui, 'Noto Sans CJK KR', 'NanumGothic', sans-serif; margin: 2em auto; max-width: 1400px;
        padding: 0 1em; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 0.3em; max-width: 100%; }
-th, td { border: 1px solid #ccc; padding: 3px 5px; overflow-wrap: break-word; vertical-align: top; }
+table { border-collapse: collapse; font-size: clamp(7px, 0.88vw, 0.85em); margin: 0.5em 0 0.3em; max-width: 100%; }
+th, td { border: 1px solid #ccc; padding: 3px 4px; overflow-wrap: break-word; vertical-align: top; }
 th { background: #f0f0f0; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 ul.tnotes { font-size: 0.8em; margin-top: 0; color: #444; }
 figure { display: inline-block; margin: 0.4em; vertical-align: top; max-width: 100%; }
