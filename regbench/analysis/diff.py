@@ -109,7 +109,11 @@ def config_diff(paths: Iterable[str | Path], a: str, b: str, *, group: bool = Tr
     if not runs:
         raise CompareError(f"--diff: no run directories found in {', '.join(str(p) for p in paths)}")
     rows = make_rows(sorted(runs, key=lambda r: str(r.path)), group=group)
-    return diff_rows(_find(rows, a), _find(rows, b))
+    ra, rb = _find(rows, a), _find(rows, b)
+    if ra is rb and group:  # two runs of one seed group: compare the runs themselves
+        rows = make_rows(sorted(runs, key=lambda r: str(r.path)), group=False)
+        ra, rb = _find(rows, a), _find(rows, b)
+    return diff_rows(ra, rb)
 
 
 def _find(rows: Sequence[TableRow], spec: str) -> TableRow:
