@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from .analysis.compare import Comparison
     from .analysis.diff import ConfigDiff
+    from .analysis.export import ExportResult
     from .analysis.report import ReportResult
     from .data import DataInfo, Dataset
     from .experiments.suite import Plan, Suite, SuiteResult
@@ -95,6 +96,9 @@ __all__ = [
     "csv_text",
     "datasets",
     "diff",
+    "export_csv",
+    "export_mlflow",
+    "export_tensorboard",
     "fetch",
     "load_config",
     "load_run",
@@ -327,6 +331,42 @@ def diff(a: str | Path, b: str | Path, paths: Iterable[str | Path] = (), *, smok
     from .analysis.diff import config_diff
 
     return config_diff(paths, str(a), str(b), smoke=smoke)
+
+
+def export_csv(
+    paths: Sequence[str | Path], out: str | Path, *, where: Sequence[str] = (), smoke: bool = False
+) -> ExportResult:
+    """Write a long CSV: one row per run and epoch, with the config keys that differ between the runs as
+    columns (`pandas.read_csv(out)`). The runs are chosen as `compare` chooses them."""
+    from .analysis.export import export_csv as write
+
+    return write(paths, out, where=where, smoke=smoke)
+
+
+def export_tensorboard(
+    paths: Sequence[str | Path], out: str | Path, *, where: Sequence[str] = (), smoke: bool = False
+) -> ExportResult:
+    """Write TensorBoard event files under `out/<group>/<run>/`: per-epoch scalars, per-step losses and
+    HParams sessions grouped by seed group. Needs `pip install 'regbench[tensorboard]'`."""
+    from .analysis.export import export_tensorboard as write
+
+    return write(paths, out, where=where, smoke=smoke)
+
+
+def export_mlflow(
+    paths: Sequence[str | Path],
+    tracking_uri: str,
+    *,
+    experiment: str = "regbench",
+    where: Sequence[str] = (),
+    smoke: bool = False,
+    artifacts: bool = True,
+) -> ExportResult:
+    """Log each run to MLflow at `tracking_uri` (params, per-epoch metrics with step=epoch, tags, the run's
+    files as artifacts); runs exported before are skipped. Needs `pip install 'regbench[mlflow]'`."""
+    from .analysis.export import export_mlflow as write
+
+    return write(paths, tracking_uri, experiment=experiment, where=where, smoke=smoke, artifacts=artifacts)
 
 
 def csv_text(records: list[dict[str, Any]], fields: list[str] | None = None) -> str:
