@@ -218,6 +218,12 @@ def train(
     overrides: Overrides = ...,
     stack: int | None = ...,
     report_test: bool = ...,
+    on_epoch: Callable[[dict[str, Any]], None] | None = ...,
+    x: Any = ...,
+    y: Any = ...,
+    x_test: Any = ...,
+    y_test: Any = ...,
+    classes: Any = ...,
 ) -> Run: ...
 @overload
 def train(
@@ -230,6 +236,12 @@ def train(
     overrides: Overrides = ...,
     stack: int | None = ...,
     report_test: bool = ...,
+    on_epoch: Callable[[dict[str, Any]], None] | None = ...,
+    x: Any = ...,
+    y: Any = ...,
+    x_test: Any = ...,
+    y_test: Any = ...,
+    classes: Any = ...,
 ) -> list[Run]: ...
 def train(
     config: ConfigLike,
@@ -241,6 +253,12 @@ def train(
     overrides: Overrides = None,
     stack: int | None = None,
     report_test: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    x: Any = None,
+    y: Any = None,
+    x_test: Any = None,
+    y_test: Any = None,
+    classes: Any = None,
 ) -> Run | list[Run]:
     """Train an experiment, print the book's report, and write its run directory under `out`.
 
@@ -258,6 +276,12 @@ def train(
             after another.
         report_test: False trains and tests as always but prints only up to `train ended` (the book's
             `train()` alone; `regbench.book` prints the rest on request). One run only.
+        on_epoch: called after every epoch with that epoch's metrics row (as metrics.jsonl writes it, plus
+            `seed`), e.g. to draw live curves in Jupyter; an exception in it is a warning, not a failed run.
+        x, y: train on these arrays (numpy or torch; images N×H×W[×C] or N×C×H×W, or features N×F; integer
+            labels N) instead of the config's data set, without writing a file; the config's split ratios,
+            limit, normalization and augmentation apply. With `x_test`, `y_test` they are the test split
+            (`data.split: official`); `classes` names the labels. Data set `arrays` in config.yaml.
 
     Raises RegbenchError subclasses (ConfigError, DataError, DivergedError, RunDirError), each with the
     one-line message the CLI prints; bad input is reported before any file is written.
@@ -267,15 +291,53 @@ def train(
 
     cfg = as_config(config, overrides)
     check_lang(lang)
+    if x is not None or y is not None:
+        cfg = with_arrays(cfg, x, y, x_test, y_test, classes)
     try:
         with config_source(config if isinstance(config, (str, Path)) else None):
             if seeds is None:
-                return execute.train(cfg, out, lang=lang, quiet=quiet, stack=stack, report_test=report_test)
-            return execute.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack)
+                cb = None if on_epoch is None else safe_callback(lambda row: on_epoch({"seed": cfg.seed, **row}))
+                kw = {"stack": stack, "report_test": report_test, "on_epoch": cb}
+                return execute.train(cfg, out, lang=lang, quiet=quiet, **kw)
+            cbs = None if on_epoch is None else safe_callback(lambda seed, row: on_epoch({"seed": seed, **row}))
+            return execute.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack, on_epoch=cbs)
     except RegbenchError as e:  # name the file in errors found while training (missing data files…)
         if isinstance(config, (str, Path)):
             raise with_source(e, config) from None
         raise
+
+
+def safe_callback(fn: Callable[..., None]) -> Callable[..., None]:
+    """A user's per-epoch function that cannot fail the run: its first exception is a warning, then it is off."""
+    broken = []
+
+    def call(*args: Any) -> None:
+        if broken:
+            return
+        try:
+            fn(*args)
+        except Exception as e:
+            import warnings
+
+            broken.append(e)
+            warnings.warn(f"on_epoch raised {e.__class__.__name__}: {e}; it is not called again", stacklevel=2)
+
+    return call
+
+
+def with_arrays(cfg: Config, x: Any, y: Any, x_test: Any, y_test: Any, classes: Any) -> Config:
+    """`cfg` training on in-memory arrays (data set `arrays`), its split, limit, normalization and
+    augmentation kept; with a test pair, `split: official`."""
+    from .data.memory import hold
+
+    if x is None or y is None:
+        raise DataError("train: give both x and y (and optionally x_test, y_test)")
+    doc = cfg.to_dict()
+    old = doc["data"]
+    split = "official" if x_test is not None else (old["split"] if old["split"] != "official" else {})
+    keep = {k: old[k] for k in ("seed", "limit", "normalize", "augment")}
+    doc["data"] = {"name": "arrays", "path": hold(x, y, x_test, y_test, classes), "split": split, **keep}
+    return load_config(doc)
 
 
 def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", quiet: bool = False) -> Run:

@@ -140,3 +140,33 @@ def test_suite_smoke_goes_under_smoke_and_compare_lists_none(tmp_path):
     assert len(made) == 2 and all(json.loads((p / "summary.json").read_text())["smoke"] for p in made)
     res = runner.invoke(app, ["compare", str(tmp_path)])
     assert res.exit_code == 2 and "no run directories found" in res.output and "smoke" in res.output
+
+
+def test_train_on_in_memory_arrays_with_an_epoch_callback(tmp_path):
+    import numpy as np
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (90,), generator=g)
+    x = torch.rand(90, 1, 8, 8, generator=g) + y.view(-1, 1, 1, 1) * 0.5  # torch, N×C×H×W
+    rows = []
+    runs = regbench.train(
+        tiny(name="mem"), tmp_path, seeds=2, quiet=True, x=x[:70], y=y[:70], x_test=x[70:].numpy(),
+        y_test=y[70:].numpy(), classes=["a", "b", "c"], on_epoch=rows.append,
+    )  # fmt: skip
+    assert sorted((r["seed"], r["epoch"]) for r in rows) == [(1234, 1), (1234, 2), (1235, 1), (1235, 2)]
+    assert all(rows[i]["val_acc"] == pytest.approx(m["val_acc"]) for i, m in enumerate(runs[0].metrics[:1]))
+    run = runs[0]
+    assert run.config["data"]["name"] == "arrays" and run.config["data"]["split"] == "official"
+    assert run.summary["data"]["test"] == 20 and run.summary["heads"][0]["classes"] == ["a", "b", "c"]
+    assert not list(tmp_path.rglob("*.npz"))  # nothing written but the run directories
+    # feature vectors, numpy; a callback that raises is a warning, the run completes
+    xf = np.random.default_rng(0).random((60, 5)).astype("float32")
+    with pytest.warns(UserWarning, match="on_epoch raised ZeroDivisionError"):
+        one = regbench.train(
+            {"name": "feat", "model": {"layers": [8]}, "train": {"epochs": 2, "show": 0, "threads": 1}},
+            tmp_path, quiet=True, x=xf, y=np.arange(60) % 2, on_epoch=lambda row: 1 / 0,
+        )  # fmt: skip
+    assert one.status == "completed" and one.summary["input_shape"] == [5]
+    with pytest.raises(regbench.DataError, match="give both x and y"):
+        regbench.train(tiny(), tmp_path, quiet=True, x=xf)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import socket
@@ -38,6 +39,7 @@ def train(
     quiet: bool = False,
     stack: int | None = None,
     report_test: bool = True,
+    on_epoch: OnEpoch = None,
 ) -> TrainedRun:
     """Train the configured model, print the book's report, and write a run directory under `out`.
 
@@ -50,7 +52,8 @@ def train(
     """
     setup = prepare(cfg)
     path = create_run_dir(out, cfg.name)
-    fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, stack=stack, report_test=report_test)
+    say = console.Printer(quiet)
+    fit_all([cfg], [path], say, lang, setup=setup, stack=stack, report_test=report_test, callbacks=[on_epoch])
     return load_trained(path)
 
 
@@ -244,7 +247,13 @@ def build_model_meta(cfg: Config, setup: Setup):
 
 
 def train_group(
-    cfgs: list[Config], out: str | Path = "runs", *, lang: str = "ko", quiet: bool = False, stack: int | None = None
+    cfgs: list[Config],
+    out: str | Path = "runs",
+    *,
+    lang: str = "ko",
+    quiet: bool = False,
+    stack: int | None = None,
+    callbacks: list[OnEpoch] | None = None,
 ) -> list[TrainedRun]:
     """Train several runs, side by side where they can stack (up to `stack` members at a time, bounded by
     memory), one after another otherwise. Every run gets its own run directory; returns them in order.
@@ -252,7 +261,8 @@ def train_group(
     A diverged run is recorded (status diverged) and the others go on; DivergedError is raised at the end if
     any diverged, after all runs are written.
     """
-    fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=stack, keep_going=True)
+    say = console.Printer(quiet)
+    fitted = fit_all(cfgs, [None] * len(cfgs), say, lang, out=out, stack=stack, keep_going=True, callbacks=callbacks)
     runs = [load_trained(f.path) for f in fitted]
     diverged = [r for r in runs if r.status == "diverged"]
     if diverged:
@@ -399,6 +409,7 @@ def train_seeds(
     lang: str = "ko",
     quiet: bool = False,
     stack: int | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> list[TrainedRun]:
     """Train `cfg` once per seed of `seed_list(cfg.seed, seeds)`; returns the runs in seed order.
 
@@ -411,13 +422,16 @@ def train_seeds(
 
     values = seed_list(cfg.seed, seeds)
     cfgs = [dataclasses.replace(cfg, seed=seed) for seed in values]
+    # on_epoch(seed, row) for each seed's epochs
+    cbs = [None if on_epoch is None else functools.partial(on_epoch, seed) for seed in values]
     if len(cfgs) > 1 and stack != 1 and cfg.train.ensemble == 1:
-        return train_group(cfgs, out, lang=lang, quiet=quiet, stack=stack)
+        return train_group(cfgs, out, lang=lang, quiet=quiet, stack=stack, callbacks=cbs)
 
     def announce(i: int) -> None:
         if not quiet and len(values) > 1:
             sys.stdout.write(f"Seed {i + 1}/{len(values)} (seed {cfgs[i].seed}):\n")
             sys.stdout.flush()
 
-    fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=1, announce=announce)
+    say = console.Printer(quiet)
+    fitted = fit_all(cfgs, [None] * len(cfgs), say, lang, out=out, stack=1, announce=announce, callbacks=cbs)
     return [load_trained(f.path) for f in fitted]
