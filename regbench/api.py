@@ -288,6 +288,7 @@ def train(
     """
     from .core.provenance import config_source
     from .training import execute
+    from .training.inmemory import safe_callback, with_arrays
 
     cfg = as_config(config, overrides)
     check_lang(lang)
@@ -299,45 +300,12 @@ def train(
                 cb = None if on_epoch is None else safe_callback(lambda row: on_epoch({"seed": cfg.seed, **row}))
                 kw = {"stack": stack, "report_test": report_test, "on_epoch": cb}
                 return execute.train(cfg, out, lang=lang, quiet=quiet, **kw)
-            cbs = None if on_epoch is None else safe_callback(lambda seed, row: on_epoch({"seed": seed, **row}))
-            return execute.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack, on_epoch=cbs)
+            each = {} if on_epoch is None else {"on_epoch": safe_callback(lambda s, row: on_epoch({"seed": s, **row}))}
+            return execute.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack, **each)
     except RegbenchError as e:  # name the file in errors found while training (missing data files…)
         if isinstance(config, (str, Path)):
             raise with_source(e, config) from None
         raise
-
-
-def safe_callback(fn: Callable[..., None]) -> Callable[..., None]:
-    """A user's per-epoch function that cannot fail the run: its first exception is a warning, then it is off."""
-    broken = []
-
-    def call(*args: Any) -> None:
-        if broken:
-            return
-        try:
-            fn(*args)
-        except Exception as e:
-            import warnings
-
-            broken.append(e)
-            warnings.warn(f"on_epoch raised {e.__class__.__name__}: {e}; it is not called again", stacklevel=2)
-
-    return call
-
-
-def with_arrays(cfg: Config, x: Any, y: Any, x_test: Any, y_test: Any, classes: Any) -> Config:
-    """`cfg` training on in-memory arrays (data set `arrays`), its split, limit, normalization and
-    augmentation kept; with a test pair, `split: official`."""
-    from .data.memory import hold
-
-    if x is None or y is None:
-        raise DataError("train: give both x and y (and optionally x_test, y_test)")
-    doc = cfg.to_dict()
-    old = doc["data"]
-    split = "official" if x_test is not None else (old["split"] if old["split"] != "official" else {})
-    keep = {k: old[k] for k in ("seed", "limit", "normalize", "augment")}
-    doc["data"] = {"name": "arrays", "path": hold(x, y, x_test, y_test, classes), "split": split, **keep}
-    return load_config(doc)
 
 
 def resume(path: str | Path, *, epochs: int | None = None, lang: str = "ko", quiet: bool = False) -> Run:
@@ -387,48 +355,33 @@ def compare(
 
 
 def diff(a: str | Path, b: str | Path, paths: Iterable[str | Path] = (), *, smoke: bool = False) -> ConfigDiff:
-    """The resolved-config keys (nested layer parameters included) that differ between `a` and `b`: run
-    directories, or row labels / run names / config names among the runs under `paths` (a seed group
-    compares as one side). `.keys` holds (key, value in a, value in b); `.render(fmt)` prints it."""
+    """The resolved-config keys (layer parameters too) that differ between `a` and `b`: run directories, or
+    row labels / run names / config names under `paths`; `.keys`: (key, a's value, b's value)."""
     from .analysis.diff import config_diff
 
     return config_diff(paths, str(a), str(b), smoke=smoke)
 
 
-def export_csv(
-    paths: Sequence[str | Path], out: str | Path, *, where: Sequence[str] = (), smoke: bool = False
-) -> ExportResult:
-    """Write a long CSV: one row per run and epoch, with the config keys that differ between the runs as
-    columns (`pandas.read_csv(out)`). The runs are chosen as `compare` chooses them."""
+def export_csv(paths: Sequence[str | Path], out: str | Path, *, where: Sequence[str] = (), smoke: bool = False):
+    """A long CSV at `out`: a row per run and epoch, the config keys that differ as columns (runs as compare picks)."""
     from .analysis.export import export_csv as write
 
     return write(paths, out, where=where, smoke=smoke)
 
 
-def export_tensorboard(
-    paths: Sequence[str | Path], out: str | Path, *, where: Sequence[str] = (), smoke: bool = False
-) -> ExportResult:
-    """Write TensorBoard event files under `out/<group>/<run>/`: per-epoch scalars, per-step losses and
-    HParams sessions grouped by seed group. Needs `pip install 'regbench[tensorboard]'`."""
+def export_tensorboard(paths: Sequence[str | Path], out: str | Path, *, where: Sequence[str] = (), smoke: bool = False):
+    """TensorBoard event files under `out/<group>/<run>/` (scalars, step losses, HParams); needs regbench[tensorboard]."""
     from .analysis.export import export_tensorboard as write
 
     return write(paths, out, where=where, smoke=smoke)
 
 
-def export_mlflow(
-    paths: Sequence[str | Path],
-    tracking_uri: str,
-    *,
-    experiment: str = "regbench",
-    where: Sequence[str] = (),
-    smoke: bool = False,
-    artifacts: bool = True,
-) -> ExportResult:
-    """Log each run to MLflow at `tracking_uri` (params, per-epoch metrics with step=epoch, tags, the run's
-    files as artifacts); runs exported before are skipped. Needs `pip install 'regbench[mlflow]'`."""
+def export_mlflow(paths: Sequence[str | Path], tracking_uri: str, **options: Any) -> ExportResult:
+    """Each run as an MLflow run at `tracking_uri` (params, metrics with step=epoch, tags, files); options
+    `experiment`, `where`, `smoke`, `artifacts` as in analysis.export. Needs regbench[mlflow]."""
     from .analysis.export import export_mlflow as write
 
-    return write(paths, tracking_uri, experiment=experiment, where=where, smoke=smoke, artifacts=artifacts)
+    return write(paths, tracking_uri, **options)
 
 
 def csv_text(records: list[dict[str, Any]], fields: list[str] | None = None) -> str:
