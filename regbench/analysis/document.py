@@ -42,6 +42,7 @@ class TableBlock:
 @dataclass
 class Images:
     items: list[tuple[str, str]]  # (file name in the report folder, caption)
+    small: bool = False  # printed three to a row (the per-run histograms), not page-wide
 
 
 @dataclass
@@ -101,7 +102,7 @@ code { overflow-wrap: anywhere; } li { overflow-wrap: anywhere; }
   table { font-size: 6.5pt; } th, td { padding: 1px 2px; }
   thead { display: table-header-group; } tr, figure { break-inside: avoid; }
   h2, h3 { break-after: avoid; } a { color: inherit; text-decoration: none; }
-  figure img { max-height: 170mm; }
+  figure img { max-height: 170mm; } figure.small { max-width: 31%; margin: 0.2em; }
 }
 """
 
@@ -135,7 +136,8 @@ def to_html(blocks: Sequence[Block], folder: Path, title: str, lang: str = "en")
                 mime = MIME.get(Path(f).suffix.lower(), "application/octet-stream")
                 data = base64.b64encode((folder / f).read_bytes()).decode()
                 out.append(
-                    f"<figure><img src='data:{mime};base64,{data}' alt='{e(cap, quote=True)}'>"
+                    f"<figure{' class=small' if b.small else ''}>"
+                    f"<img src='data:{mime};base64,{data}' alt='{e(cap, quote=True)}'>"
                     f"<figcaption>{e(cap)}</figcaption></figure>"
                 )
         elif isinstance(b, Links):

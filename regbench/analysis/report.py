@@ -207,7 +207,7 @@ def write_report(
             )
             if name:
                 items.append((name, f"{run.name} ({t['seed'].format(seed=run.config.get('seed', '?'))})"))
-        blocks += [Heading(3, row.label), Images(items) if items else Para(t["no_model"])]
+        blocks += [Heading(3, row.label), Images(items, small=True) if items else Para(t["no_model"])]
 
     cache = DataCache()
     if samples > 0:
