@@ -295,7 +295,7 @@ def train(
     if x is not None or y is not None:
         cfg = with_arrays(cfg, x, y, x_test, y_test, classes)
     try:
-        with config_source(config if isinstance(config, (str, Path)) else None):
+        with config_source(config if isinstance(config, (str, Path)) else getattr(cfg, "source_file", None)):
             if seeds is None:
                 cb = None if on_epoch is None else safe_callback(lambda row: on_epoch({"seed": cfg.seed, **row}))
                 kw = {"stack": stack, "report_test": report_test, "on_epoch": cb}

@@ -71,6 +71,8 @@ def load_config(
     try:
         cfg = resolve_names(parse(Config, raw))
         check_shapes(cfg)
+        if not isinstance(source, dict):  # provenance: the repository holding the file (not a config field)
+            object.__setattr__(cfg, "source_file", str(Path(source).resolve()))
         return cfg
     except ConfigError as e:
         raise ConfigError(e.detail, source=label, path=e.path) from None

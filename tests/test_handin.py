@@ -114,6 +114,13 @@ def test_provenance_names_the_config_repository_commit_and_package_set(tmp_path)
     assert prov["git"]["commit"] == head and prov["git"]["dirty"] is False
     assert prov["config"] == str(cfg.resolve()) and re.fullmatch(r"[0-9a-f]{64}", prov["packages"])
     assert run.summary["versions"]["torch"]
+    # the CLI (which loads the config first) records the config's repository too, not the current directory's
+    res = runner.invoke(app, ["train", str(cfg), "-q", "--out", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    (cli_run,) = (tmp_path / "cli").iterdir()
+    assert json.loads((cli_run / "summary.json").read_text())["provenance"]["git"]["commit"] == head
+    (repo / "exp.yaml").write_text(cfg.read_text() + "\n# edited\n")
+    assert regbench.train(cfg, tmp_path / "r2", quiet=True).summary["provenance"]["git"]["dirty"] is True
     rep = write_report([run.path], tmp_path / "rep", samples=0, lang="en")
     assert f"| {run.name} | {head[:12]} | {prov['packages'][:12]} |" in rep.md.read_text(encoding="utf-8")
 

@@ -2,8 +2,8 @@
 uncommitted changes) of the repository holding the config file, and one hash of the installed package set.
 
 The config file is named by `config_source(path)` around training (the API does it for a YAML path; with
-a dict or Config the current directory's repository is used). Both facts are computed once per process
-and directory, so a seed group or a suite pays for them once."""
+a dict or Config the current directory's repository is used). The git state is read for every run (a
+few git calls: an edit between two runs in one notebook shows), the package hash once per process."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ def config_source(path: str | Path | None) -> Iterator[None]:
         _SOURCE.reset(token)
 
 
-@lru_cache(maxsize=16)
 def git_state(folder: Path) -> dict[str, Any] | None:
     """`{commit, dirty, root}` of the git repository holding `folder`, or None (no git, or not a repository)."""
 
