@@ -32,7 +32,7 @@ from .aggregation import TableRow, flat_items, group_key
 from .columns import CompareError, model_summary, short_text
 from .compare import Comparison, compare, plot_curves
 from .document import Block, Bullets, Heading, Images, Links, Para, TableBlock, to_html, to_markdown
-from .report_text import LANGS, runs_lang, texts
+from .report_text import LANGS, runs_lang, summary_line, texts
 
 RUN_FILES = (CONFIG, METRICS, SUMMARY, LOG, MODEL, "curves.png", "params_hist.png", STEPS)
 FIGURE_FORMATS = ("png", "svg")
@@ -154,7 +154,7 @@ def write_report(
     drawn: list[Path] = []
     blocks: list[Block] = [
         Heading(1, t["title"]),
-        Para(t["written"].format(what=comp.title(), when=time.strftime("%Y-%m-%d %H:%M"))),
+        Para(t["written"].format(what=summary_line(comp, t), when=time.strftime("%Y-%m-%d %H:%M"))),
     ]
     if comp.warnings:
         blocks += [Para(t["not_read"]), Bullets(comp.warnings)]

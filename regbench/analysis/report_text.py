@@ -52,6 +52,9 @@ TEXT: dict[str, dict[str, str]] = {
     "ko": {
         "title": "regbench 보고서",
         "written": "{what}. `regbench report`가 {when}에 작성.",
+        "what": "실행 {runs}개, 행 {rows}개",
+        "what_groups": " (시드 그룹 {groups}개: 시드 n개의 평균±표준편차)",
+        "what_base": "; 기준 {base}, {metric}에 대한 판정 (Welch t-검정, p<0.05)",
         "not_read": "읽지 못한 경로:",
         "comparison": "비교",
         "models": "모델",
@@ -95,3 +98,16 @@ def runs_lang(runs: Sequence[Run]) -> str:
 
 def texts(lang: str) -> dict[str, str]:
     return TEXT[lang]
+
+
+def summary_line(comp, t: dict[str, str]) -> str:
+    """compare's title (`6 runs in 3 rows …`) in the report's language."""
+    if "what" not in t:
+        return comp.title()
+    groups = sum(1 for row in comp.rows if row.is_group)
+    text = t["what"].format(runs=len(comp.runs), rows=len(comp.rows))
+    if groups:
+        text += t["what_groups"].format(groups=groups)
+    if comp.baseline:
+        text += t["what_base"].format(base=comp.baseline.label, metric=comp.metric)
+    return text
