@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     import torch
 
     from .analysis.compare import Comparison
+    from .analysis.diff import ConfigDiff
+    from .analysis.export import ExportResult
     from .analysis.report import ReportResult
     from .data import DataInfo, Dataset
     from .experiments.suite import Plan, Suite, SuiteResult
@@ -97,6 +99,10 @@ __all__ = [
     "compare",
     "csv_text",
     "datasets",
+    "diff",
+    "export_csv",
+    "export_mlflow",
+    "export_tensorboard",
     "fetch",
     "load_config",
     "load_run",
@@ -216,6 +222,12 @@ def train(
     overrides: Overrides = ...,
     stack: int | None = ...,
     report_test: bool = ...,
+    on_epoch: Callable[[dict[str, Any]], None] | None = ...,
+    x: Any = ...,
+    y: Any = ...,
+    x_test: Any = ...,
+    y_test: Any = ...,
+    classes: Any = ...,
 ) -> Run: ...
 @overload
 def train(
@@ -228,6 +240,12 @@ def train(
     overrides: Overrides = ...,
     stack: int | None = ...,
     report_test: bool = ...,
+    on_epoch: Callable[[dict[str, Any]], None] | None = ...,
+    x: Any = ...,
+    y: Any = ...,
+    x_test: Any = ...,
+    y_test: Any = ...,
+    classes: Any = ...,
 ) -> list[Run]: ...
 def train(
     config: ConfigLike,
@@ -239,6 +257,12 @@ def train(
     overrides: Overrides = None,
     stack: int | None = None,
     report_test: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    x: Any = None,
+    y: Any = None,
+    x_test: Any = None,
+    y_test: Any = None,
+    classes: Any = None,
 ) -> Run | list[Run]:
     """Train an experiment, print the book's report, and write its run directory under `out`.
 
@@ -256,18 +280,32 @@ def train(
             after another.
         report_test: False trains and tests as always but prints only up to `train ended` (the book's
             `train()` alone; `regbench.book` prints the rest on request). One run only.
+        on_epoch: called after every epoch with that epoch's metrics row (as metrics.jsonl writes it, plus
+            `seed`), e.g. to draw live curves in Jupyter; an exception in it is a warning, not a failed run.
+        x, y: train on these arrays (numpy or torch; images N×H×W[×C] or N×C×H×W, or features N×F; integer
+            labels N) instead of the config's data set, without writing a file; the config's split ratios,
+            limit, normalization and augmentation apply. With `x_test`, `y_test` they are the test split
+            (`data.split: official`); `classes` names the labels. Data set `arrays` in config.yaml.
 
     Raises RegbenchError subclasses (ConfigError, DataError, DivergedError, RunDirError), each with the
     one-line message the CLI prints; bad input is reported before any file is written.
     """
+    from .core.provenance import config_source
     from .training import execute
+    from .training.inmemory import safe_callback, with_arrays
 
     cfg = as_config(config, overrides)
     check_lang(lang)
+    if x is not None or y is not None:
+        cfg = with_arrays(cfg, x, y, x_test, y_test, classes)
     try:
-        if seeds is None:
-            return execute.train(cfg, out, lang=lang, quiet=quiet, stack=stack, report_test=report_test)
-        return execute.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack)
+        with config_source(config if isinstance(config, (str, Path)) else getattr(cfg, "source_file", None)):
+            if seeds is None:
+                cb = None if on_epoch is None else safe_callback(lambda row: on_epoch({"seed": cfg.seed, **row}))
+                kw = {"stack": stack, "report_test": report_test, "on_epoch": cb}
+                return execute.train(cfg, out, lang=lang, quiet=quiet, **kw)
+            each = {} if on_epoch is None else {"on_epoch": safe_callback(lambda s, row: on_epoch({"seed": s, **row}))}
+            return execute.train_seeds(cfg, seeds, out, lang=lang, quiet=quiet, stack=stack, **each)
     except RegbenchError as e:  # name the file in errors found while training (missing data files…)
         if isinstance(config, (str, Path)):
             raise with_source(e, config) from None
@@ -293,12 +331,13 @@ def compare(
     metric: str = "test_acc",
     group: bool = True,
     plot: str | Path | None = None,
+    smoke: bool = False,
 ) -> Comparison:
     """Compare runs side by side: `Run` objects, run directories, or folders searched for them.
 
     Returns a `Comparison`: `.rows` (a seed group is one row, mean ± std), `.to_pandas()` (needs pandas),
-    `.to_csv()`, `.to_markdown()`, `.to_json()`. The options are `regbench compare`'s (see its --help);
-    `where` takes one condition or a list.
+    `.to_csv()`, `.to_markdown()`, `.to_json()`, `.to_latex()`. The options are `regbench compare`'s (see its
+    --help); `where` takes one condition or a list; `smoke` also shows `suite --smoke` rehearsal runs.
     """
     from .analysis.compare import compare as compare_runs
     from .rundir import Run
@@ -315,7 +354,38 @@ def compare(
         metric=metric,
         group=group,
         plot=plot,
+        smoke=smoke,
     )
+
+
+def diff(a: str | Path, b: str | Path, paths: Iterable[str | Path] = (), *, smoke: bool = False) -> ConfigDiff:
+    """The resolved-config keys (layer parameters too) that differ between `a` and `b`: run directories, or
+    row labels / run names / config names under `paths`; `.keys`: (key, a's value, b's value)."""
+    from .analysis.diff import config_diff
+
+    return config_diff(paths, str(a), str(b), smoke=smoke)
+
+
+def export_csv(paths: Sequence[str | Path], out: str | Path, *, where: Sequence[str] = (), smoke: bool = False):
+    """A long CSV at `out`: a row per run and epoch, the config keys that differ as columns (runs as compare picks)."""
+    from .analysis.export import export_csv as write
+
+    return write(paths, out, where=where, smoke=smoke)
+
+
+def export_tensorboard(paths: Sequence[str | Path], out: str | Path, *, where: Sequence[str] = (), smoke: bool = False):
+    """TensorBoard event files under `out/<group>/<run>/` (scalars, step losses, HParams); needs regbench[tensorboard]."""
+    from .analysis.export import export_tensorboard as write
+
+    return write(paths, out, where=where, smoke=smoke)
+
+
+def export_mlflow(paths: Sequence[str | Path], tracking_uri: str, **options: Any) -> ExportResult:
+    """Each run as an MLflow run at `tracking_uri` (params, metrics with step=epoch, tags, files); options
+    `experiment`, `where`, `smoke`, `artifacts` as in analysis.export. Needs regbench[mlflow]."""
+    from .analysis.export import export_mlflow as write
+
+    return write(paths, tracking_uri, **options)
 
 
 def csv_text(records: list[dict[str, Any]], fields: list[str] | None = None) -> str:
@@ -336,10 +406,14 @@ def report(
     desc: bool = False,
     columns: Sequence[str] | str | None = None,
     samples: int = 8,
+    lang: str | None = None,
+    figures: str = "png",
+    smoke: bool = False,
 ) -> ReportResult:
     """Write `out/report.md` and a self-contained `out/report.html` (table, learning curves, histograms,
     `samples` test images per row, confusion matrix) for the runs in or under `paths`; the table options
-    are `compare`'s. Returns where the files went, with the notes and warnings to print."""
+    are `compare`'s. `lang` (ko/en; None: the runs' own) sets its words, `figures` is png or svg. Returns
+    where the files went, with the notes and warnings to print."""
     from .analysis.report import write_report
 
     return write_report(
@@ -352,6 +426,9 @@ def report(
         desc=desc,
         columns=columns,
         samples=samples,
+        lang=lang,
+        figures=figures,
+        smoke=smoke,
     )
 
 

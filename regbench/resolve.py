@@ -92,9 +92,11 @@ def load_config(
     try:
         cfg = resolve_names(cfg)
         check_shapes(cfg)
-        return cfg
     except ConfigError as e:
         raise ConfigError(e.detail, source=label, path=e.path) from None
+    if not isinstance(source, dict):  # provenance: the repository holding the file (not a config field)
+        object.__setattr__(cfg, "source_file", str(Path(source).resolve()))
+    return cfg
 
 
 def read_config(

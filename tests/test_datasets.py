@@ -270,7 +270,8 @@ def test_torchvision_download_error_reaches_the_user(monkeypatch, tmp_path):
 
 def test_keys_a_set_does_not_read_are_errors(tmp_path):
     with pytest.raises(
-        ConfigError, match=r"data.path: 'path' is not used by data set 'mnist' \(only by: flowers, npz, office31\)"
+        ConfigError,
+        match=r"data.path: 'path' is not used by data set 'mnist' \(only by: flowers, npz, arrays, office31\)",
     ):
         regbench.load_config({"data": {"name": "mnist", "path": "x.npz"}})
     with pytest.raises(ConfigError, match=r"data.split: data set 'flowers' has no official test split"):

@@ -53,9 +53,11 @@ def test_example_notebook_executes_in_a_jupyter_kernel(tmp_path, monkeypatch):
     assert "\r" not in text and "\x1b" not in text  # streamed lines only: no progress bar, no terminal codes
     stderr = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stderr")
     assert "Traceback" not in stderr
-    # figures inline: fm1 shows its samples and the histogram, fm2 and fm3 a histogram each, fcnn1 samples
+    # figures inline: fm1 shows its samples and the histogram, fm2 and fm3 a histogram each, fcnn1 samples,
+    # and the live curves of the arrays cell (redrawn each epoch: the last drawing stays)
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
-    assert len(images) == 5
+    assert len(images) == 6
+    assert "{'name': 'arrays', 'train': 240, 'val': 15, 'test': 45} test accuracy" in text  # from memory, no file
     runs = sorted(p.name for p in (work / "runs").iterdir())
-    assert len(runs) == 11 and runs[0].startswith("flowers_cnn_1-")
+    assert len(runs) == 12 and runs[0].startswith("arrays_demo-")
     assert "| flowers_model_3-" in text  # the last cell's comparison table

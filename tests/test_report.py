@@ -33,7 +33,7 @@ def md_targets(text: str) -> list[str]:
 
 def test_report_writes_md_and_self_contained_html_linking_only_existing_files(runs, tmp_path):
     out = tmp_path / "report"
-    res = write_report(sorted(runs.iterdir()), out, baseline="tiny")
+    res = write_report(sorted(runs.iterdir()), out, baseline="tiny", lang="en")
     md = res.md.read_text(encoding="utf-8")
     page = res.html.read_text(encoding="utf-8")
     for section in ("## Comparison", "## Learning curves", "## Config differences", "## Parameter distributions",

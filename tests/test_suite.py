@@ -48,10 +48,11 @@ def test_every_group_runs_one_tiny_epoch_with_stand_ins(name, tmp_path):
     plan = lib.plan_suite(SUITES[name], smoke=True)
     result = lib.run_suite(plan, tmp_path, quiet=True)
     try:
-        assert result.problems == [] and result.folder == tmp_path / f"{name}-smoke"
+        assert result.problems == [] and result.folder == tmp_path / "smoke" / name
         assert len(result.runs) == len(SUITES[name].configs) == len(result.comparison.rows)
         runs = [load_run(p) for p in result.runs]
         assert all(r.status == "completed" and r.summary["epochs_done"] == 1 for r in runs)
+        assert all(r.summary["smoke"] is True for r in runs)  # rehearsals: compare leaves them out
         assert all(r.config["data"]["limit"]["train"] <= lib.SMOKE_LIMIT["train"] for r in runs)
         base = result.comparison.baseline
         assert base is not None and base.runs[0].config["name"] == SUITES[name].baseline

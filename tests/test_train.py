@@ -28,6 +28,7 @@ SUMMARY_KEYS = {
     "device",
     "seed",
     "versions",
+    "provenance",
 }
 
 
@@ -42,6 +43,7 @@ def test_run_directory_contract(runs):
         "model.pt",
         "log.txt",
         "checkpoint.pt",
+        "curves.png",  # the run's own learning curves
     }
     # config.yaml is the fully resolved config and loads back to the same thing
     assert load_config(yaml.safe_load((run.path / "config.yaml").read_text())) == cfg

@@ -117,6 +117,16 @@ class Comparison:
         headers = [self.header(k) for k in self.columns]
         return markdown_table(headers, self.table_rows(), [is_numeric(k) for k in self.columns])
 
+    def to_latex(self) -> str:
+        """A booktabs `tabular` (mean $\\pm$ std, n, Δ, p, verdict; names escaped); significant rows are starred."""
+        from .latex import latex_table
+
+        marked = [i for i, row in enumerate(self.rows) if row.verdict and row.verdict.text in ("better", "worse")]
+        col = self.columns.index(self.metric) if self.metric in self.columns else None
+        headers = [self.header(k) for k in self.columns]
+        numeric = [is_numeric(k) for k in self.columns]
+        return latex_table(self.title(), headers, self.table_rows(), numeric, marked, col)
+
     def to_rich(self, width: int | None = None):
         """A Rich table. With `width`, optional columns are hidden (named in the caption) until it fits, rather
         than squeezing every column to a few characters."""
@@ -131,13 +141,15 @@ class Comparison:
             return self.to_markdown()
         if fmt == "json":
             return self.to_json() + "\n"
+        if fmt == "latex":
+            return self.to_latex()
         if fmt == "table":
             from rich.console import Console
 
             console = Console(width=200, record=True, file=io.StringIO())
             console.print(self.to_rich(200))
             return console.export_text()
-        raise CompareError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise CompareError(f"--format: expected one of {', '.join(FORMATS)}, latex, got {fmt!r}")
 
 
 def compare(
@@ -151,6 +163,7 @@ def compare(
     metric: str = "test_acc",
     group: bool = True,
     plot: str | Path | None = None,
+    smoke: bool = False,
 ) -> Comparison:
     """Compare the run directories in (or under) `paths`.
 
@@ -162,11 +175,16 @@ def compare(
         metric: the column the baseline verdict tests (first head; lower is better for losses and times).
         group: put completed runs whose configs differ only by `seed` into one row (mean ± std).
         plot: also write learning curves per row to this PNG.
+        smoke: also show rehearsal runs (`suite --smoke`, marked `smoke` in summary.json); left out otherwise.
 
     Raises CompareError when no run is found or a key, condition or baseline is unknown.
     """
     paths = list(paths)
     runs, warnings = collect_runs(paths)
+    rehearsals = [r for r in runs if r.summary.get("smoke")]
+    if rehearsals and not smoke:
+        runs = [r for r in runs if not r.summary.get("smoke")]
+        warnings.append(f"left out {len(rehearsals)} smoke run(s) of `suite --smoke` (--smoke shows them)")
     if not runs:
         where_text = ", ".join(str(p) for p in paths) or "(no paths given)"
         detail = f" ({'; '.join(warnings)})" if warnings and len(warnings) <= 3 else ""

@@ -9,14 +9,12 @@ raises for a single bad run.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +28,8 @@ from . import plots
 from .aggregation import TableRow, flat_items, group_key
 from .columns import CompareError, model_summary, short_text
 from .compare import Comparison, compare, plot_curves
-from .render import markdown_table
+from .document import Block, Bullets, Heading, Images, Links, Para, TableBlock, to_html, to_markdown
+from .report_text import LANGS, runs_lang, summary_line, texts
 
 if TYPE_CHECKING:
     import torch
@@ -38,122 +37,9 @@ if TYPE_CHECKING:
 # torch (models, data, the resolved config) is imported by the figures that need a trained model, so a report
 # of tables and learning curves starts without it
 
-RUN_FILES = (CONFIG, METRICS, SUMMARY, LOG, MODEL, "params_hist.png", STEPS)
-
-
-# ----------------------------------------------------------------------------------------------- document
-@dataclass
-class Heading:
-    level: int
-    text: str
-
-
-@dataclass
-class Para:
-    text: str
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
-class TableBlock:
-    headers: list[str]
-    rows: list[list[str]]
-    numeric: list[bool] = field(default_factory=list)
-
-
-@dataclass
-class Images:
-    items: list[tuple[str, str]]  # (file name in the report folder, caption)
-
-
-@dataclass
-class Links:
-    items: list[tuple[str, list[tuple[str, str]]]]  # (label, [(text, relative path)])
-
-
-Block = Heading | Para | Bullets | TableBlock | Images | Links
-
-
-def _md_target(path: str) -> str:
-    return f"<{path}>" if re.search(r"[\s()<>]", path) else path
-
-
-def to_markdown(blocks: Sequence[Block]) -> str:
-    out: list[str] = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            out.append(f"{'#' * b.level} {b.text}")
-        elif isinstance(b, Para):
-            out.append(b.text)
-        elif isinstance(b, Bullets):
-            out.append("\n".join(f"- {item}" for item in b.items))
-        elif isinstance(b, TableBlock):
-            out.append(markdown_table(b.headers, b.rows, b.numeric).rstrip("\n"))
-        elif isinstance(b, Images):
-            out.append("\n".join(f"![{cap}]({_md_target(f)})" for f, cap in b.items))
-        elif isinstance(b, Links):
-            out.append(
-                "\n".join(
-                    f"- **{label}**: " + " · ".join(f"[{t}]({_md_target(p)})" for t, p in links)
-                    for label, links in b.items
-                )
-            )
-    return "\n\n".join(out) + "\n"
-
-
-CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #ccc; padding: 3px 7px; }
-th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-figure { display: inline-block; margin: 0.4em; vertical-align: top; }
-figcaption { font-size: 0.8em; color: #555; } img { max-width: 100%; }
-"""
-
-
-def to_html(blocks: Sequence[Block], folder: Path, title: str) -> str:
-    """The same document as HTML with every image embedded (base64), so the file stands alone."""
-    e = html.escape
-    out = [
-        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style></head><body>"
-    ]
-    for b in blocks:
-        if isinstance(b, Heading):
-            out.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
-        elif isinstance(b, Para):
-            out.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", e(b.text)) + "</p>")
-        elif isinstance(b, Bullets):
-            out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b.items) + "</ul>")
-        elif isinstance(b, TableBlock):
-            num = b.numeric or [False] * len(b.headers)
-            rows = "".join(
-                "<tr>"
-                + "".join(f"<td{' class=num' if n else ''}>{e(c)}</td>" for c, n in zip(row, num, strict=False))
-                + "</tr>"
-                for row in b.rows
-            )
-            out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in b.headers) + f"</tr>{rows}</table>")
-        elif isinstance(b, Images):
-            for f, cap in b.items:
-                data = base64.b64encode((folder / f).read_bytes()).decode()
-                out.append(
-                    f"<figure><img src='data:image/png;base64,{data}' alt='{e(cap, quote=True)}'>"
-                    f"<figcaption>{e(cap)}</figcaption></figure>"
-                )
-        elif isinstance(b, Links):
-            items = "".join(
-                f"<li><b>{e(label)}</b>: "
-                + " · ".join(f"<a href='{e(p, quote=True)}'>{e(t)}</a>" for t, p in links)
-                + "</li>"
-                for label, links in b.items
-            )
-            out.append(f"<ul>{items}</ul>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+RUN_FILES = (CONFIG, METRICS, SUMMARY, LOG, MODEL, "curves.png", "params_hist.png", STEPS)
+FIGURE_FORMATS = ("png", "svg")
+MODEL_CELL = 28  # characters of the layer list shown in the table; longer ones get a key and a note under it
 
 
 # ----------------------------------------------------------------------------------------------- models and data
@@ -245,53 +131,65 @@ def write_report(
     desc: bool = False,
     columns: Sequence[str] | str | None = None,
     samples: int = 8,
+    lang: str | None = None,
+    figures: str = "png",
+    smoke: bool = False,
 ) -> ReportResult:
-    """Write `out/report.md`, `out/report.html` and their PNGs for the runs in (or under) `paths`.
+    """Write `out/report.md`, `out/report.html` and their figures for the runs in (or under) `paths`.
 
     The table options are those of `compare`. `samples` test images are shown per row (the same images
-    for every row on the same data set). Raises CompareError when no run is found or an option is bad,
-    RunDirError when `out` cannot be written; a run without a model or data only loses its figures.
+    for every row on the same data set). `lang` (`ko` or `en`; None: the language most runs were trained
+    in) sets the report's words; `figures` is `png` or `svg` (sharp in LaTeX and Word documents). Raises
+    CompareError when no run is found or an option is bad, RunDirError when `out` cannot be written; a run
+    without a model or data only loses its figures.
     """
-    comp = compare(paths, where=where, baseline=baseline, metric=metric, sort=sort, desc=desc, columns=columns)
+    if lang is not None and lang not in LANGS:
+        raise CompareError(f"--lang: expected one of {', '.join(LANGS)}, got {lang!r}")
+    if figures not in FIGURE_FORMATS:
+        raise CompareError(f"--figures: expected one of {', '.join(FIGURE_FORMATS)}, got {figures!r}")
+    comp = compare(
+        paths, where=where, baseline=baseline, metric=metric, sort=sort, desc=desc, columns=columns, smoke=smoke
+    )
+    lang = lang or runs_lang(comp.runs)
+    t = texts(lang)
+    ext = figures
     folder = Path(out)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunDirError(f"{folder}: cannot create the report folder ({e.strerror or e})") from None
     notes: list[str] = []
-    figures: list[Path] = []
+    drawn: list[Path] = []
     blocks: list[Block] = [
-        Heading(1, "regbench report"),
-        Para(f"{comp.title()}. Written {time.strftime('%Y-%m-%d %H:%M')} by `regbench report`."),
+        Heading(1, t["title"]),
+        Para(t["written"].format(what=summary_line(comp, t), when=time.strftime("%Y-%m-%d %H:%M"))),
     ]
     if comp.warnings:
-        blocks += [Para("Paths that were not read:"), Bullets(comp.warnings)]
+        blocks += [Para(t["not_read"]), Bullets(comp.warnings)]
 
-    blocks += [Heading(2, "Comparison"), _table(comp)]
-    blocks += _legend(comp)
+    blocks += [Heading(2, t["comparison"]), compact_table(comp)]
+    blocks += _legend(comp, t)
 
     def figure(name: str, draw) -> str | None:
         try:
-            figures.append(draw(folder / name))
+            drawn.append(draw(folder / name))
             return name
         except Exception as e:  # a figure never stops the report; the note says what is missing
             notes.append(f"{name}: skipped ({e.__class__.__name__}: {' '.join(str(e).split())})")
             return None
 
     # learning curves
-    blocks.append(Heading(2, "Learning curves"))
+    blocks.append(Heading(2, t["curves"]))
     if any(r.metrics for r in comp.runs):
-        name = figure("curves.png", lambda f: plot_curves(comp, f))
-        blocks.append(Images([(name, "learning curves (mean ± std over seeds for groups)")]) if name else Para("-"))
+        name = figure(f"curves.{ext}", lambda f: plot_curves(comp, f))
+        blocks.append(Images([(name, t["curves_cap"])]) if name else Para("-"))
     else:
-        blocks.append(Para("No run has per-epoch metrics yet."))
+        blocks.append(Para(t["no_metrics"]))
 
     # config differences
-    blocks.append(Heading(2, "Config differences"))
+    blocks.append(Heading(2, t["diffs"]))
     diff = config_differences(comp.rows)
-    blocks.append(
-        diff or Para("The rows share one resolved config apart from the seed." if len(comp.rows) > 1 else "One row.")
-    )
+    blocks.append(diff or Para(t["same_config"] if len(comp.rows) > 1 else t["one_row"]))
 
     # models: histograms, samples, confusion
     models: dict[Path, Any] = {}
@@ -307,86 +205,104 @@ def write_report(
             raise got
         return got
 
-    blocks.append(Heading(2, "Parameter distributions"))
-    blocks.append(
-        Para("The book's show_param_dist: weights and kernels (no biases), 100 bins, density, with mu and sigma.")
-    )
+    blocks += [Heading(2, t["hists"]), Para(t["hists_para"])]
     for row in comp.rows:
         items = []
-        for run in row.runs:
+        for run in row.runs:  # the caption names the run; the figure itself carries no title
             name = figure(
-                f"hist-{slug(run.name)}.png",
-                lambda f, run=run: param_hist(weight_values(model_of(run)[0]), f, title=run.name),
+                f"hist-{slug(run.name)}.{ext}",
+                lambda f, run=run: param_hist(weight_values(model_of(run)[0]), f),
             )
             if name:
-                items.append((name, f"{run.name} (seed {run.config.get('seed', '?')})"))
-        blocks += [Heading(3, row.label), Images(items) if items else Para("No model saved (see notes).")]
+                items.append((name, f"{run.name} ({t['seed'].format(seed=run.config.get('seed', '?'))})"))
+        blocks += [Heading(3, row.label), Images(items, small=True) if items else Para(t["no_model"])]
 
     cache = DataCache()
     if samples > 0:
-        blocks.append(Heading(2, "Sample test predictions"))
-        blocks.append(
-            Para(
-                "The same test images for every row on one data set; bars: estimated probabilities "
-                "(the estimate green when right, red when wrong; the answer outlined); `estimate : answer O/X`."
-            )
-        )
+        blocks += [Heading(2, t["samples"]), Para(t["samples_para"])]
         for row in comp.rows:
             run = row.runs[0]
             name = figure(
-                f"samples-{slug(row.label)}.png",
-                lambda f, run=run, row=row: _samples(run, row, cache, samples, model_of, f),
+                f"samples-{slug(row.label)}.{ext}",
+                lambda f, run=run: _samples(run, cache, samples, model_of, f),
             )
-            caption = f"{row.label}: {run.name}" + (" (first seed of the group)" if row.is_group else "")
-            blocks += [
-                Heading(3, row.label),
-                Images([(name, caption)]) if name else Para("Skipped (see notes)."),
-            ]
+            caption = run.name + (t["first_seed"] if row.is_group else "")
+            blocks += [Heading(3, row.label), Images([(name, caption)]) if name else Para(t["skipped"])]
 
     best = _best_run(comp)
-    blocks.append(Heading(2, "Confusion matrix of the best run"))
+    blocks.append(Heading(2, t["confusion"]))
     if best is None:
-        blocks.append(Para("No completed run with a test accuracy."))
+        blocks.append(Para(t["no_best"]))
     else:
-        name = figure(f"confusion-{slug(best.name)}.png", lambda f: _confusion(best, cache, model_of, f))
+        name = figure(f"confusion-{slug(best.name)}.{ext}", lambda f: _confusion(best, cache, model_of, f))
         acc = first_head(best.summary.get("test_acc"))
-        caption = f"{best.name}: best test accuracy {acc:.3f} (first head)"
-        blocks.append(Images([(name, caption)]) if name else Para("Skipped (see notes)."))
+        n = best.summary.get("data", {}).get("test", "?")
+        caption = t["confusion_cap"].format(name=best.name, acc=acc, n=n)
+        blocks.append(Images([(name, caption)]) if name else Para(t["skipped"]))
 
-    blocks += [Heading(2, "Runs"), _run_links(comp, folder)]
+    blocks += [Heading(2, t["runs"]), _run_links(comp, folder)]
+    prov = provenance_table(comp.runs)
+    if prov:
+        blocks += [Heading(2, t["provenance"]), prov]
     if notes:
-        blocks += [Heading(2, "Notes"), Bullets(notes)]
+        blocks += [Heading(2, t["notes"]), Bullets(notes)]
 
     md, page = folder / "report.md", folder / "report.html"
     try:
         md.write_text(to_markdown(blocks), encoding="utf-8")
-        page.write_text(to_html(blocks, folder, "regbench report"), encoding="utf-8")
+        page.write_text(to_html(blocks, folder, t["title"], lang), encoding="utf-8")
     except OSError as e:
         raise RunDirError(f"{folder}: cannot write the report ({e.strerror or e})") from None
-    return ReportResult(md, page, figures, notes, comp.warnings)
+    return ReportResult(md, page, drawn, notes, comp.warnings)
 
 
-def _table(comp: Comparison) -> TableBlock:
-    return TableBlock(
-        [comp.header(k) for k in comp.columns], comp.table_rows(), [comp.numeric(k) for k in comp.columns]
-    )
+def compact_table(comp: Comparison) -> TableBlock:
+    """The comparison table with a compact model column: a layer list longer than MODEL_CELL characters is
+    cut at a layer boundary and given a key (M1, M2…) whose full list is a note under the table (and the
+    cell's tooltip on screen)."""
+    headers = [comp.header(k) for k in comp.columns]
+    rows = comp.table_rows()
+    block = TableBlock(headers, rows, [comp.numeric(k) for k in comp.columns])
+    if "model" not in comp.columns:
+        return block
+    col = comp.columns.index("model")
+    keys: dict[str, str] = {}
+    for i, row in enumerate(rows):
+        full = row[col]
+        if len(full) <= MODEL_CELL:
+            continue
+        if full not in keys:
+            keys[full] = f"M{len(keys) + 1}"
+            block.notes.append(f"{keys[full]}: {full}")
+        cut = full[:MODEL_CELL]
+        cut = cut[: cut.rfind("-")] if "-" in cut else cut
+        row[col] = f"{keys[full]}: {cut}…"
+        block.titles[(i, col)] = full
+    return block
 
 
-def _legend(comp: Comparison) -> list[Block]:
-    lines = [
-        "test acc: per head joined by + (e.g. 0.874+0.558); best val @epoch: first head; "
-        "train−val: final train accuracy minus final validation accuracy; near 0 %: weights with |w| ≤ 1e-5; "
-        "w mean / w std: weights and kernels."
-    ]
+def provenance_table(runs: Sequence[Run]) -> TableBlock | None:
+    """Where each run's code came from: the config's git commit (with `+dirty`), the package-set hash and
+    versions, as summary.json records them (runs trained before provenance was recorded show `-`)."""
+    rows = []
+    for run in runs:
+        prov = run.summary.get("provenance") or {}
+        git = prov.get("git") or {}
+        commit = (git.get("commit") or "")[:12] + ("+dirty" if git.get("dirty") else "") if git else "-"
+        versions = run.summary.get("versions") or {}
+        ver = ", ".join(f"{k} {v}" for k, v in versions.items()) or "-"
+        rows.append([run.name, commit or "-", (prov.get("packages") or "-")[:12], ver])
+    if not any(r[1] != "-" or r[2] != "-" for r in rows):
+        return None
+    return TableBlock(["run", "git", "packages", "versions"], rows)
+
+
+def _legend(comp: Comparison, t: dict[str, str]) -> list[Block]:
+    lines = [t["legend"]]
     if any(row.is_group for row in comp.rows):
-        lines.append(
-            "Rows with n > 1 are seed groups (configs equal apart from the seed): mean±std (sample std) over n runs."
-        )
+        lines.append(t["legend_groups"])
     if comp.baseline:
-        lines.append(
-            f"Δ and verdict: {comp.metric} (first head) against {comp.baseline.label}; Welch's t-test over seeds, "
-            "'better'/'worse' at p < 0.05; with one run on either side it cannot tell."
-        )
+        lines.append(t["legend_baseline"].format(metric=comp.metric, base=comp.baseline.label))
     return [Para(" ".join(lines))]
 
 
@@ -396,7 +312,7 @@ def _best_run(comp: Comparison) -> Run | None:
     return max(done, key=lambda t: t[0])[1] if done else None
 
 
-def _samples(run: Run, row: TableRow, cache: DataCache, count: int, model_of, file: Path) -> Path:
+def _samples(run: Run, cache: DataCache, count: int, model_of, file: Path) -> Path:
     import torch
 
     from ..training.infer import probabilities
@@ -412,7 +328,7 @@ def _samples(run: Run, row: TableRow, cache: DataCache, count: int, model_of, fi
         plots.HeadPredictions(h["name"], list(h["classes"]), p.numpy(), y[pick, i].numpy())
         for i, (h, p) in enumerate(zip(run.summary["heads"], probs, strict=True))
     ]
-    return plots.sample_grid(x[pick].numpy(), heads, file, title=f"{row.label} ({run.name})")
+    return plots.sample_grid(x[pick].numpy(), heads, file)
 
 
 def _confusion(run: Run, cache: DataCache, model_of, file: Path) -> Path:
@@ -428,7 +344,7 @@ def _confusion(run: Run, cache: DataCache, model_of, file: Path) -> Path:
         np.add.at(m, (y[:, i].numpy(), p.argmax(1).numpy()), 1)
         mats.append(m)
         heads.append((h["name"], list(h["classes"])))
-    return plots.confusion(mats, heads, file, title=f"{run.name} (test split, {int(x.shape[0])} samples)")
+    return plots.confusion(mats, heads, file)
 
 
 def _run_links(comp: Comparison, folder: Path) -> Links:

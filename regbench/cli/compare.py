@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .. import api
-from .common import Format, guarded, print_table
+from .common import guarded, print_table
 
 app = typer.Typer()
+
+
+class CompareFormat(str, Enum):
+    """`compare --format`: the shared formats plus LaTeX."""
+
+    table = "table"
+    csv = "csv"
+    markdown = "markdown"
+    json = "json"
+    latex = "latex"
 
 
 Paths = Annotated[
@@ -52,16 +63,24 @@ BaselineOption = Annotated[
     ),
 ]
 MetricOption = Annotated[str, typer.Option("--metric", help="Column the baseline verdict tests (first head).")]
+SmokeOption = Annotated[
+    bool, typer.Option("--smoke", help="Also show rehearsal runs made by `suite --smoke` (left out by default).")
+]
 
 
 @app.command()
 def compare(
-    paths: Paths,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Run directories, or folders searched for them (e.g. runs/* or runs).", show_default=False),
+    ] = None,
     where: WhereOption = None,
     sort: SortOption = None,
     desc: DescOption = False,
     columns: ColumnsOption = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    fmt: Annotated[
+        CompareFormat, typer.Option("--format", "-f", help="Output format (latex: a booktabs tabular).")
+    ] = CompareFormat.table,
     baseline: BaselineOption = None,
     metric: MetricOption = "test_acc",
     no_group: Annotated[
@@ -71,8 +90,24 @@ def compare(
         Path | None,
         typer.Option("--plot", metavar="FILE.png", help="Also save learning curves per row (mean ± std bands)."),
     ] = None,
+    diff: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--diff",
+            metavar="A B",
+            help="Show only the config keys that differ between A and B: run directories, or row labels, run "
+            "names or config names among PATHS (a seed group is one side).",
+        ),
+    ] = None,
+    smoke: SmokeOption = False,
 ) -> None:
     """Compare run directories side by side; runs that differ only by seed form one row (mean ± std)."""
+    if diff:
+        found = guarded(api.diff, diff[0], diff[1], paths or [], smoke=smoke)
+        typer.echo(guarded(found.render, fmt.value), nl=False)
+        return
+    if not paths:
+        raise guarded_usage()
     comp = guarded(
         api.compare,
         paths,
@@ -84,12 +119,18 @@ def compare(
         metric=metric,
         group=not no_group,
         plot=plot,
+        smoke=smoke,
     )
     for warning in comp.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    if fmt is Format.table:
+    if fmt is CompareFormat.table:
         print_table(comp)
     else:
         typer.echo(comp.render(fmt.value), nl=False)
     if plot:
         typer.echo(f"Plot saved in {plot}", err=True)
+
+
+def guarded_usage() -> typer.Exit:
+    typer.echo("error: give run directories or folders to compare (see 'regbench compare --help')", err=True)
+    return typer.Exit(2)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..api import __version__
-from . import compare, data, datasets, report, show, suite, sweep, train, validate
+from . import compare, data, datasets, export, report, show, suite, sweep, train, validate
 
 app = typer.Typer(
     help="Run and compare regularization experiments written in the course book's layer notation.",
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 for sub in (train, validate, show, compare, report, sweep, suite, datasets, data):
     app.add_typer(sub.app)
+app.add_typer(export.app, name="export")
 
 
 def version(value: bool) -> None:

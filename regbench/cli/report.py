@@ -9,7 +9,16 @@ import typer
 
 from .. import api
 from .common import guarded
-from .compare import BaselineOption, ColumnsOption, DescOption, MetricOption, Paths, SortOption, WhereOption
+from .compare import (
+    BaselineOption,
+    ColumnsOption,
+    DescOption,
+    MetricOption,
+    Paths,
+    SmokeOption,
+    SortOption,
+    WhereOption,
+)
 
 app = typer.Typer()
 
@@ -27,6 +36,13 @@ def report(
     baseline: BaselineOption = None,
     metric: MetricOption = "test_acc",
     samples: Annotated[int, typer.Option("--samples", min=0, max=32, help="Test images shown per row (0: none).")] = 8,
+    lang: Annotated[
+        str | None, typer.Option("--lang", help="ko or en (default: the language the runs were trained in).")
+    ] = None,
+    figures: Annotated[
+        str, typer.Option("--figures", metavar="png|svg", help="Figure format (svg: sharp in LaTeX and Word).")
+    ] = "png",
+    smoke: SmokeOption = False,
 ) -> None:
     """Write DIR/report.md and DIR/report.html: table, learning curves, histograms, samples, confusion matrix."""
     res = guarded(
@@ -40,6 +56,9 @@ def report(
         desc=desc,
         columns=columns,
         samples=samples,
+        lang=lang,
+        figures=figures,
+        smoke=smoke,
     )
     for warning in res.warnings:
         typer.echo(f"warning: {warning}", err=True)

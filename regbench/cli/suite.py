@@ -48,7 +48,8 @@ def suite(
     ] = None,
     set_: SetOption = None,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Parent folder: the runs go to OUT/<group>/ (OUT/<group>-smoke/).")
+        Path,
+        typer.Option("--out", "-o", help="Parent folder: the runs go to OUT/<group>/ (--smoke: OUT/smoke/<group>/)."),
     ] = Path("runs/suites"),
     smoke: Annotated[
         bool,

@@ -22,7 +22,7 @@ from .base import (
 )
 
 # registration happens on import, as timm's models/__init__.py
-from . import digits, flowers, folder, npz, office31, synthetic, vision  # noqa: E402,F401  # isort: skip
+from . import digits, flowers, folder, memory, npz, office31, synthetic, vision  # noqa: E402,F401  # isort: skip
 
 __all__ = [
     "DATASETS",

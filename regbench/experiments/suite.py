@@ -18,6 +18,7 @@ heads, so every group runs on any machine in seconds.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import time
@@ -29,8 +30,11 @@ from typing import Any
 from ..analysis.compare import CompareError, Comparison, compare
 from ..config import NAME_RE, Config, override_at, parse_override
 from ..core.errors import ConfigError, DataError
+from ..core.files import atomic_write
+from ..core.provenance import config_source
 from ..core.schema import describe, parse, read_yaml_file, require
 from ..resolve import load_config, read_config
+from ..rundir import SUMMARY
 from .sweep_spec import check_files
 
 SUITES_FILE = Path("configs") / "suites.yaml"  # where `regbench suite NAME` looks first (then beside the package)
@@ -329,7 +333,17 @@ class SuiteResult:
 
 
 def folder_of(suite: Suite, out: str | Path, smoke: bool) -> Path:
-    return Path(out) / (f"{suite.name}-smoke" if smoke else suite.name)
+    """Where a group's runs go: `out/<name>/`, or `out/smoke/<name>/` for rehearsals (kept apart from results)."""
+    return Path(out) / "smoke" / suite.name if smoke else Path(out) / suite.name
+
+
+def mark_smoke(runs: Sequence[Path]) -> None:
+    """Mark rehearsal runs `"smoke": true` in summary.json: compare and report leave them out unless asked."""
+    for path in runs:
+        file = path / SUMMARY
+        summary = json.loads(file.read_text(encoding="utf-8"))
+        summary["smoke"] = True
+        atomic_write(file, (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode())
 
 
 def pass_line(suite: Suite, i: int, n: int, cfgs: list[Config], side_by_side: bool) -> str:
@@ -352,7 +366,7 @@ def run_suite(
     say: Callable[[str], None] | None = None,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> SuiteResult:
-    """Train a planned group into `out/<name>/` (`<name>-smoke/` for smoke runs), pass by pass: side by side
+    """Train a planned group into `out/<name>/` (`smoke/<name>/` for smoke runs, marked in summary.json), pass by pass: side by side
     where the runs stack (unless `stack` is 1), one by one otherwise. A run that diverges or fails is
     recorded and the others go on. Ends with the compare table of this call's runs (the group's baseline,
     seed groups as mean ± std). `progress(done, total, failed)` counts runs, at the start and after each batch."""
@@ -371,6 +385,7 @@ def run_suite(
     done = failed = 0
     if progress is not None:
         progress(done, total, failed)
+    files = {cfg.name: file for file, cfg in plan.configs}  # provenance: the repository of each config file
     for i, cfgs in enumerate(plan.passes, 1):
         groups = execute.stack_groups(cfgs, stack)  # the engine's own grouping: what trains side by side
         if not quiet:
@@ -380,7 +395,8 @@ def run_suite(
             batch = [cfgs[j] for j in group]
             ok = False
             try:
-                execute.train_group(batch, folder, lang=lang, quiet=quiet, stack=stack)
+                with config_source(files.get(batch[0].name)):
+                    execute.train_group(batch, folder, lang=lang, quiet=quiet, stack=stack)
                 ok = True
             except Exception as e:
                 status, error = status_of(e)
@@ -390,16 +406,18 @@ def run_suite(
             failed += 0 if ok else len(batch)
             if progress is not None:
                 progress(done, total, failed)
-        made = sorted(p for p in set(folder.iterdir()) - before if (p / "summary.json").is_file())
+        made = sorted(p for p in set(folder.iterdir()) - before if (p / SUMMARY).is_file())
+        if plan.smoke:
+            mark_smoke(made)
         runs += made
     seconds = time.perf_counter() - t0
     comparison, notes = None, []
     if runs:
         try:
-            comparison = compare(runs, baseline=suite.baseline)
+            comparison = compare(runs, baseline=suite.baseline, smoke=plan.smoke)
         except CompareError as e:  # the baseline's runs diverged or failed: the table without verdicts
             notes.append(f"no verdicts: {e}")
-            comparison = compare(runs)
+            comparison = compare(runs, smoke=plan.smoke)
         order = {cfg.name: i for i, (_, cfg) in enumerate(plan.configs)}  # rows in the group's order
         comparison.rows.sort(key=lambda row: order.get(str(row.runs[0].config.get("name")), len(order)))
     return SuiteResult(suite, folder, runs, comparison, problems, diverged_only and bool(problems), seconds, notes)

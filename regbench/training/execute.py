@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -42,6 +43,7 @@ def train(
     quiet: bool = False,
     stack: int | None = None,
     report_test: bool = True,
+    on_epoch: OnEpoch = None,
 ) -> TrainedRun:
     """Train the configured model, print the book's report, and write a run directory under `out`.
 
@@ -56,7 +58,8 @@ def train(
     path = create_run_dir(out, cfg.name)
     with naming_interrupted(out, [path]), removed_if_empty([path]):  # a folder is a run (resumable) or gone
         RunWriter(path).write_config(cfg.to_dict())
-        fit_all([cfg], [path], console.Printer(quiet), lang, setup=setup, stack=stack, report_test=report_test)
+        say = console.Printer(quiet)
+        fit_all([cfg], [path], say, lang, setup=setup, stack=stack, report_test=report_test, callbacks=[on_epoch])
     return load_trained(path)
 
 
@@ -313,7 +316,13 @@ def build_model_meta(cfg: Config, setup: Setup):
 
 
 def train_group(
-    cfgs: list[Config], out: str | Path = "runs", *, lang: str = "ko", quiet: bool = False, stack: int | None = None
+    cfgs: list[Config],
+    out: str | Path = "runs",
+    *,
+    lang: str = "ko",
+    quiet: bool = False,
+    stack: int | None = None,
+    callbacks: list[OnEpoch] | None = None,
 ) -> list[TrainedRun]:
     """Train several runs, side by side where they can stack (up to `stack` members at a time, bounded by
     memory), one after another otherwise. Every run gets its own run directory; returns them in order.
@@ -322,7 +331,10 @@ def train_group(
     any diverged, after all runs are written.
     """
     with naming_interrupted(out):
-        fitted = fit_all(cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=stack, keep_going=True)
+        say = console.Printer(quiet)
+        fitted = fit_all(
+            cfgs, [None] * len(cfgs), say, lang, out=out, stack=stack, keep_going=True, callbacks=callbacks
+        )
     runs = [load_trained(f.path) for f in fitted]
     diverged = [r for r in runs if r.status == "diverged"]
     if len(runs) == 1 and diverged:
@@ -501,6 +513,7 @@ def train_seeds(
     lang: str = "ko",
     quiet: bool = False,
     stack: int | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> list[TrainedRun]:
     """Train `cfg` once per seed of `seed_list(cfg.seed, seeds)`; returns the runs in seed order.
 
@@ -513,8 +526,10 @@ def train_seeds(
 
     values = seed_list(cfg.seed, seeds)
     cfgs = [dataclasses.replace(cfg, seed=seed) for seed in values]
+    # on_epoch(seed, row) for each seed's epochs
+    cbs = [None if on_epoch is None else functools.partial(on_epoch, seed) for seed in values]
     if len(cfgs) > 1 and stack != 1 and cfg.train.ensemble == 1:
-        return train_group(cfgs, out, lang=lang, quiet=quiet, stack=stack)
+        return train_group(cfgs, out, lang=lang, quiet=quiet, stack=stack, callbacks=cbs)
 
     def announce(i: int) -> None:
         if not quiet and len(values) > 1:
@@ -523,7 +538,8 @@ def train_seeds(
 
     one_by_one = stack if cfg.train.ensemble > 1 else 1  # an ensemble stacks its own members
     with naming_interrupted(out):
+        say = console.Printer(quiet)
         fitted = fit_all(
-            cfgs, [None] * len(cfgs), console.Printer(quiet), lang, out=out, stack=one_by_one, announce=announce
+            cfgs, [None] * len(cfgs), say, lang, out=out, stack=one_by_one, announce=announce, callbacks=cbs
         )
     return [load_trained(f.path) for f in fitted]

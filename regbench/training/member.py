@@ -16,12 +16,14 @@ import torch
 from ..config import Config
 from ..core import console
 from ..core.errors import DivergedError, Pruned, RegbenchError
+from ..core.provenance import provenance
 from ..core.resources import freed_memory_kept
 from ..core.values import first_head, one_or_list
 from ..core.version import __version__
 from ..data import DataInfo
 from ..nn.model import weights_and_kernels
 from ..rundir import METRICS, RunWriter, read_jsonl
+from .curves import draw_run_curves
 from .infer import show_samples
 from .plan import Setup
 
@@ -122,6 +124,7 @@ class Member:
                 "input_shape": list(setup.info.input_shape),
                 "heads": [{"name": h.name, "classes": h.classes} for h in setup.info.heads],
                 "versions": versions(),
+                "provenance": provenance(),  # git commit of the config's repository, package-set hash
             }
             self.first_epoch, t_offset = 1, 0.0
         else:  # continue after the checkpoint's epoch, with every state as it was then
@@ -246,6 +249,8 @@ class Member:
             if report_test:
                 say(console.near_zero_line(stats["near_zero"], stats["weights"]))
             save_param_hist(result.weights, self.path / "params_hist.png")
+        if note := draw_run_curves(self.path, self.writer.rows, cfg.name):  # curves.png, issue 22
+            say(note)
         final_train = first_head(self.row.get("train_eval_acc", summary.get("train_acc")))
         final_val = first_head(summary.get("val_acc"))
         gap = None if final_train is None or final_val is None else final_train - final_val
