@@ -23,6 +23,7 @@ from ..core import console
 from ..core.errors import DivergedError
 from ..nn.model import Net
 from .engines import Solo, Stacked, make_engine
+from .diagnostics import bn_residue, engine_record
 from .member import EpochStats, Member, TestResult, status_of
 from .plan import Batches, Plan, Setup
 
@@ -69,6 +70,7 @@ def fit(
         member.summary.setdefault("lang", lang)  # a resumed run goes on printing in its own language
         if k > 1:
             member.summary["side_by_side"] = k
+        member.summary.update(engine_record(k))
     if ckpt is not None:
         assert isinstance(engine, Solo), "a checkpoint continues one run alone"
         engine.restore(ckpt)
@@ -176,6 +178,7 @@ def fit(
                     test_s,
                     engine.param_stats(m),
                     engine.member_weights(m),
+                    bn_residue(engine.net, member.summary["steps_done"]),
                 )
                 member.finish(*final[m], result, setup.info, lang, report_test)
                 member.close()
