@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import PRINT_ONLY
 from ..config import get_key as lookup
-from ..core.stats import Stat, Verdict, verdict
+from ..core.stats import ALPHA, CORRECTION, Outcome, Stat, Verdict, by_seed, judge_table, mcnemar
 from ..core.values import first_head, number
 from ..rundir import Run
 from .columns import BASELINE_COLUMNS, COLUMNS, LOWER_IS_BETTER, CompareError, column_kind, run_value, short_text
@@ -183,23 +183,81 @@ def higher_is_better(metric: str) -> bool:
 
 def metric_values(row: TableRow, metric: str) -> list[float]:
     """The first head's value of `metric` for each completed run of the row."""
-    vals = [first_head(run_value(r, metric)) for r in row.runs if r.status == "completed"]
-    return [v for v in vals if v is not None]
+    return list(seed_values(row, metric).values())
+
+
+def seed_values(row: TableRow, metric: str) -> dict[Any, float]:
+    """Seed → the first head's value of `metric`, for each completed run of the row (seeds are distinct
+    within a row: make_rows keeps one run per seed)."""
+    out = {}
+    for r in row.runs:
+        v = first_head(run_value(r, metric)) if r.status == "completed" else None
+        if v is not None:
+            out[r.config.get("seed", r.name)] = v
+    return out
+
+
+def single_run_test(row: TableRow, base: TableRow, metric: str) -> Outcome | None:
+    """McNemar's test on the test set's examples when the row and the baseline are single runs compared on
+    test accuracy and both saved their predictions for the same test labels; else None."""
+    from ..training.predictions import correct_on_test
+
+    if metric != "test_acc" or len(row.runs) != 1 or len(base.runs) != 1:
+        return None
+    a, b = correct_on_test(row.runs[0].path), correct_on_test(base.runs[0].path)
+    if a is None or b is None or a[0].shape != b[0].shape or not (a[0] == b[0]).all() or not len(a[0]):
+        return None
+    return mcnemar(a[1].tolist(), b[1].tolist())
 
 
 def set_verdicts(rows: Sequence[TableRow], base: TableRow, metric: str) -> None:
-    """Every row's verdict on `metric` against the baseline row (Welch's t-test over the seeds)."""
-    ref = metric_values(base, metric)
+    """Every row's verdict on `metric` against the baseline row: paired t-test when both hold the same seeds,
+    else Welch's (exact permutation tests where there is no spread, McNemar for two single runs), with Holm's
+    correction across the table's rows: 'better'/'worse' only when the adjusted p < 0.05."""
+    ref = seed_values(base, metric)
+    others = [row for row in rows if row is not base]
+    found = []
+    for row in others:
+        v = by_seed(seed_values(row, metric), ref)
+        if v.p is None and v.text.startswith("cannot tell"):
+            outcome = single_run_test(row, base, metric)
+            if outcome is not None:
+                v = Verdict(v.delta, outcome.p, "not distinguishable on the test set", outcome.test, outcome.ci)
+        found.append(v)
+    for row, v in zip(others, judge_table(found, higher_is_better=higher_is_better(metric)), strict=True):
+        row.verdict = v
+    base.verdict = Verdict(0.0, None, "baseline")
+
+
+def verdict_method(rows: Sequence[TableRow]) -> str:
+    """What the title says about the verdicts: the tests used, the correction, and what p covers."""
+    tests = list(dict.fromkeys(r.verdict.test for r in rows if r.verdict and r.verdict.test != "-"))
+    splits = sorted({str(lookup(r.config, "data.seed")) for row in rows for r in row.runs})
+    split = f"data.seed={splits[0]}" if len(splits) == 1 else "data.seed " + "/".join(splits)
+    return (
+        f"{', '.join(tests) or 'no test'}; {CORRECTION}-corrected across the rows, p<{ALPHA:g}; "
+        f"p covers seed variance on the split {split}"
+    )
+
+
+def engine_warnings(rows: Sequence[TableRow]) -> list[str]:
+    """A warning per seed group whose runs were trained by different engines (alone / side by side) or with
+    different thread counts: their numbers agree only up to float rounding, which grows over epochs."""
+    out = []
     for row in rows:
-        if row is base:
-            row.verdict = Verdict(0.0, None, "baseline")
-        else:
-            row.verdict = verdict(metric_values(row, metric), ref, higher_is_better=higher_is_better(metric))
+        engines = {COLUMNS["engine"].get(r) for r in row.runs} - {None}
+        if row.is_group and len(engines) > 1:
+            out.append(f"{row.label} mixes engines ({', '.join(sorted(engines))}): identical only up to rounding")
+    return out
 
 
 def verdict_value(v: Verdict | None, key: str) -> Any:
-    """A baseline column's value: the delta, p or the verdict's text (None for a row without a verdict)."""
-    return None if v is None else {"delta": v.delta, "p": v.p, "verdict": v.text}[key]
+    """A baseline column's value: the delta, its CI, the test, p, Holm's p, the verdict's text or the seeds
+    80% power needs (None for a row without a verdict)."""
+    if v is None:
+        return None
+    values = {"delta": v.delta, "ci": list(v.ci) if v.ci else None, "test": v.test, "p": v.p, "p_holm": v.p_adj}
+    return {**values, "verdict": v.text, "seeds_80": v.seeds_80}[key]
 
 
 # ----------------------------------------------------------------------------------------------- order

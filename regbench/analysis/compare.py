@@ -20,8 +20,26 @@ from pathlib import Path
 from typing import Any
 
 from ..rundir import Run
-from .aggregation import TableRow, fill, find_baseline, make_rows, set_verdicts, sort_rows
-from .columns import BASELINE_COLUMNS, COLUMNS, DEFAULT_COLUMNS, CompareError, cell_text, check_key, is_numeric
+from .aggregation import (
+    TableRow,
+    engine_warnings,
+    fill,
+    find_baseline,
+    make_rows,
+    set_verdicts,
+    sort_rows,
+    verdict_method,
+)
+from .columns import (
+    BASELINE_COLUMNS,
+    BASELINE_HEADERS,
+    COLUMNS,
+    DEFAULT_COLUMNS,
+    CompareError,
+    cell_text,
+    check_key,
+    is_numeric,
+)
 from .render import FORMATS, baseline_text, csv_text, flat_records, markdown_table, record, rich_table
 from .selection import collect_runs, parse_where, read_steps
 
@@ -47,7 +65,7 @@ class Comparison:
         """A column's header (`test acc`; `Δ test acc` for the delta)."""
         if key == "delta":
             return f"Δ {COLUMNS[self.metric].header if self.metric in COLUMNS else self.metric}"
-        return COLUMNS[key].header if key in COLUMNS else key
+        return COLUMNS[key].header if key in COLUMNS else BASELINE_HEADERS.get(key, key)
 
     def text(self, row: TableRow, key: str) -> str:
         """A cell as the table and Markdown show it."""
@@ -69,7 +87,7 @@ class Comparison:
         if groups:
             text += f" ({groups} seed groups: mean±std over n seeds)"
         if self.baseline:
-            text += f"; baseline {self.baseline.label}, verdict on {self.metric} (Welch's t-test, p<0.05)"
+            text += f"; baseline {self.baseline.label}, verdict on {self.metric} ({verdict_method(self.rows)})"
         return text
 
     # -- machine-readable forms
@@ -181,6 +199,7 @@ def compare(
     if conditions and not kept:
         warnings.append(f"no run matches --where {' and '.join(c.text for c in conditions)}")
     rows = make_rows(sorted(kept, key=lambda r: str(r.path)), group=group, warnings=warnings)
+    warnings += engine_warnings(rows)
     for row in rows:
         fill(row, cols, runs)
 

@@ -21,6 +21,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 ALPHA = 0.05  # significance level of the verdict (family-wise over the rows of one table)
 POWER = 0.8  # the power the seed estimate aims at
@@ -82,6 +83,8 @@ def _mean(v: Sequence[float]) -> float:
 
 
 def _var(v: Sequence[float]) -> float:
+    if max(v) == min(v):
+        return 0.0  # exactly: the mean of equal floats can differ from them in the last bit
     m = _mean(v)
     return math.fsum((x - m) ** 2 for x in v) / (len(v) - 1)
 
@@ -193,22 +196,25 @@ def seeds_for_power(
 ) -> int | None:
     """Seeds per group at which a two-sided t-test at `alpha` finds a true difference `delta` with
     probability `power`, given the spread `sd` (of the differences when paired, else the pooled per-group
-    std); from the noncentral t distribution. None when Δ is 0 or there is no spread to plan with."""
+    std): the normal-theory size with Guenther's t correction (+z²/2 paired, +z²/4 per group unpaired),
+    checked against the noncentral t below 20 seeds. None when Δ is 0 or there is no spread to plan with."""
     if not sd or not delta or not math.isfinite(delta):
         return None
+    from statistics import NormalDist
+
+    za, zb = NormalDist().inv_cdf(1 - alpha / 2), NormalDist().inv_cdf(power)
+    effect = abs(delta) / sd
+    n = (za + zb) ** 2 / effect**2 + za**2 / 2 if paired_test else 2 * (za + zb) ** 2 / effect**2 + za**2 / 4
+    n = max(2, math.ceil(n))
+    if n > 20:
+        return n
     from scipy import stats
 
-    effect = abs(delta) / sd
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    n0 = (z / effect) ** 2 * (1 if paired_test else 2)
-    if n0 > 100_000:
-        return math.ceil(n0)
-    n = max(2, math.floor(n0) - 1)
-    while True:
+    while True:  # few seeds: where the correction is off by one, the noncentral t decides
         df = n - 1 if paired_test else 2 * n - 2
-        nc = effect * math.sqrt(n if paired_test else n / 2)
-        crit = stats.t.ppf(1 - alpha / 2, df)
-        if stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc) >= power:
+        nc, crit = effect * math.sqrt(n if paired_test else n / 2), stats.t.ppf(1 - alpha / 2, df)
+        reached = stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
+        if not reached < power:  # nan (an enormous effect) counts as reached
             return n
         n += 1
 
@@ -237,6 +243,19 @@ def decide(v: Verdict, *, higher_is_better: bool = True, alpha: float = ALPHA) -
     return replace(v, text="better" if up else "worse", seeds_80=None)
 
 
+def tested(values: Sequence[float], baseline: Sequence[float], *, paired_seeds: bool = False) -> Verdict:
+    """A row's test against the baseline, before any decision: Δ, p, CI, the test, the seeds 80% power
+    needs, and the text of an undecided row (`not distinguishable at n=3`, or `cannot tell with n=1`)."""
+    if not values or not baseline:
+        return Verdict(math.nan, None, "no value")
+    delta = _mean(values) - _mean(baseline)
+    outcome, seeds = test_rows(values, baseline, paired_seeds=paired_seeds)
+    if outcome is None:
+        return Verdict(delta, None, "cannot tell with n=1")
+    n = f"n={len(values)}" if len(values) == len(baseline) else f"n={len(values)} vs {len(baseline)}"
+    return Verdict(delta, outcome.p, f"not distinguishable at {n}", outcome.test, outcome.ci, None, seeds)
+
+
 def verdict(
     values: Sequence[float],
     baseline: Sequence[float],
@@ -252,12 +271,22 @@ def verdict(
     - `cannot tell with n=1`: either side has a single run, so there is no seed spread to test against;
     - `not distinguishable at n=3` (or `n=3 vs 2`): the test ran and found no significant difference.
     """
-    if not values or not baseline:
-        return Verdict(math.nan, None, "no value")
-    delta = _mean(values) - _mean(baseline)
-    outcome, seeds = test_rows(values, baseline, paired_seeds=paired_seeds)
-    if outcome is None:
-        return Verdict(delta, None, "cannot tell with n=1")
-    n = f"n={len(values)}" if len(values) == len(baseline) else f"n={len(values)} vs {len(baseline)}"
-    v = Verdict(delta, outcome.p, f"not distinguishable at {n}", outcome.test, outcome.ci, None, seeds)
+    v = tested(values, baseline, paired_seeds=paired_seeds)
     return decide(v, higher_is_better=higher_is_better, alpha=alpha)
+
+
+def by_seed(values: dict[Any, float], baseline: dict[Any, float]) -> Verdict:
+    """`tested` on per-seed values: paired when both sides hold the same seeds (two or more), else not."""
+    same = len(values) > 1 and set(values) == set(baseline)
+    mine = [values[s] for s in baseline] if same else list(values.values())
+    return tested(mine, list(baseline.values()), paired_seeds=same)
+
+
+def judge_table(verdicts: Sequence[Verdict], *, higher_is_better: bool = True, alpha: float = ALPHA) -> list[Verdict]:
+    """The rows of one table decided together: Holm's correction over their p-values, then each row's word
+    from its adjusted p. On tables where nothing differs, a verdict appears in at most `alpha` of them."""
+    adjusted = holm([v.p for v in verdicts])
+    return [
+        decide(replace(v, p_adj=p) if v.p is not None else v, higher_is_better=higher_is_better, alpha=alpha)
+        for v, p in zip(verdicts, adjusted, strict=True)
+    ]

@@ -22,8 +22,8 @@ from ..config import Config
 from ..core import console
 from ..core.errors import DivergedError
 from ..nn.model import Net
-from .engines import Solo, Stacked, make_engine
 from .diagnostics import bn_residue, engine_record
+from .engines import Solo, Stacked, make_engine
 from .member import EpochStats, Member, TestResult, status_of
 from .plan import Batches, Plan, Setup
 
