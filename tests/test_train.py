@@ -42,6 +42,7 @@ def test_run_directory_contract(runs):
         "model.pt",
         "log.txt",
         "checkpoint.pt",
+        "test_pred.npz",  # per-example test predictions (compare's McNemar test for single runs)
     }
     # config.yaml is the fully resolved config and loads back to the same thing
     assert load_config(yaml.safe_load((run.path / "config.yaml").read_text())) == cfg

@@ -368,7 +368,9 @@ def _legend(comp: Comparison) -> list[Block]:
     lines = [
         "test acc: per head joined by + (e.g. 0.874+0.558); best val @epoch: first head; "
         "train−val: final train accuracy minus final validation accuracy; near 0 %: weights with |w| ≤ 1e-5; "
-        "w mean / w std: weights and kernels."
+        "w mean / w std: weights and kernels; train s/member: the pass's training wall time divided among the runs "
+        "trained side by side in it (engine: alone or ×K, with CPU threads); notes: BN averages N% initial = "
+        "batch_normal running averages still hold N% of their initial values (exp_ratio × steps too small)."
     ]
     if any(row.is_group for row in comp.rows):
         lines.append(
@@ -376,8 +378,11 @@ def _legend(comp: Comparison) -> list[Block]:
         )
     if comp.baseline:
         lines.append(
-            f"Δ and verdict: {comp.metric} (first head) against {comp.baseline.label}; Welch's t-test over seeds, "
-            "'better'/'worse' at p < 0.05; with one run on either side it cannot tell."
+            f"Δ and verdict: {comp.metric} (first head) against {comp.baseline.label}; the paired t-test when both "
+            "rows hold the same seeds, else Welch's (exact permutation or sign-flip tests where there is no spread; "
+            "McNemar on the test set's examples for two single runs: test-set noise only); 95% CI of Δ; "
+            "'better'/'worse' when p after Holm's correction across the rows is < 0.05; 'seeds for 80%': seeds per "
+            "group that would resolve Δ at 80% power. p covers seed variance on a fixed split (data.seed)."
         )
     return [Para(" ".join(lines))]
 
