@@ -375,12 +375,15 @@ def suite_plan(
     overrides: Overrides = None,
     smoke: bool = False,
     check_data: bool = True,
+    vary_split: bool = False,
 ) -> Plan:
     """Load and check every config of `group` and plan its passes (what `suite` trains, and `--dry-run`
-    shows); raises ConfigError or DataError before anything is written."""
+    shows); raises ConfigError or DataError before anything is written. `vary_split`: each seed draws its
+    own split too (data.seed = seed)."""
     from .experiments import suite as lib
 
-    return lib.plan_suite(group, seeds=seeds, overrides=overrides, smoke=smoke, check_data=check_data)
+    kw = {"smoke": smoke, "check_data": check_data, "vary_split": vary_split}
+    return lib.plan_suite(group, seeds=seeds, overrides=overrides, **kw)
 
 
 def suite_plan_lines(plan: Plan, out: str | Path) -> list[str]:

@@ -47,8 +47,11 @@ class TableRow:
 
 def group_key(run: Run) -> str:
     """The resolved config without the GROUPING_IGNORES keys, as canonical JSON: runs with equal keys form
-    one seed group."""
+    one seed group. Runs whose split seed equals their seed (`suite --vary-split`) group together too."""
     cfg = copy.deepcopy(run.config)
+    data = cfg.get("data")
+    if isinstance(data, dict) and "seed" in cfg and data.get("seed") == cfg["seed"]:
+        data["seed"] = "= seed"  # a split drawn per seed (suite --vary-split): one group over seeds and splits
     for key in GROUPING_IGNORES:
         *parents, last = key.split(".")
         node = lookup(cfg, ".".join(parents)) if parents else cfg
@@ -232,12 +235,13 @@ def set_verdicts(rows: Sequence[TableRow], base: TableRow, metric: str) -> None:
 def verdict_method(rows: Sequence[TableRow]) -> str:
     """What the title says about the verdicts: the tests used, the correction, and what p covers."""
     tests = list(dict.fromkeys(r.verdict.test for r in rows if r.verdict and r.verdict.test != "-"))
-    splits = sorted({str(lookup(r.config, "data.seed")) for row in rows for r in row.runs})
-    split = f"data.seed={splits[0]}" if len(splits) == 1 else "data.seed " + "/".join(splits)
-    return (
-        f"{', '.join(tests) or 'no test'}; {CORRECTION}-corrected across the rows, p<{ALPHA:g}; "
-        f"p covers seed variance on the split {split}"
-    )
+    runs = [r for row in rows for r in row.runs]
+    if runs and all(lookup(r.config, "data.seed") == r.config.get("seed") for r in runs):
+        covers = "seed and split variance (each seed its own split)"
+    else:
+        splits = sorted({str(lookup(r.config, "data.seed")) for r in runs})
+        covers = f"seed variance on a fixed split (data.seed={'/'.join(splits)})"
+    return f"{', '.join(tests) or 'no test'}; {CORRECTION}-corrected across the rows, p<{ALPHA:g}; p covers {covers}"
 
 
 def engine_warnings(rows: Sequence[TableRow]) -> list[str]:
