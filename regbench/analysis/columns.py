@@ -156,7 +156,7 @@ DEFAULT_COLUMNS = list(COLUMNS)
 HIDE_ORDER = (
     *("w_mean", "engine", "best_epoch", "data", "epochs", "optimizer", "model", "w_std", "near_zero_pct"),
     "train_s_share",
-    *("seeds_80", "ci", "p", "train_acc", "best_val_acc", "test", "gap", "n", "regularizer"),
+    *("seeds_80", "ci", "p", "train_acc", "best_val_acc", "test", "gap", "notes", "n", "regularizer"),
 )
 # added after the others when --baseline is given: Δ, its 95% CI, the test, its p, p after Holm's correction
 # across the table (what the verdict reads), the verdict, and the seeds per group 80% power would need
