@@ -12,6 +12,7 @@ import pytest
 from conftest import tiny
 
 import regbench
+from regbench import api
 from regbench.core.resources import usable_cores
 from regbench.core.stats import welch
 from regbench.training.execute import train_group
@@ -97,6 +98,9 @@ def test_the_bn_note_appears_for_the_books_exp_ratio_on_a_short_run_and_not_for_
     steps = slow.summary["steps_done"]
     assert record["exp_ratio"] == 0.001 and record["initial_share"] == pytest.approx(0.999**steps, abs=1e-4)
     assert "BN averages" in regbench.compare([tmp_path]).rows[0].values["notes"]
+    made = api.report([slow.path], tmp_path / "report", columns="name,test_acc,train_s_share,notes", samples=0)
+    text = made.md.read_text(encoding="utf-8")
+    assert "BN averages 95% initial" in text and "train s/member" in text
     fast = regbench.train(bn_tiny(0.1), tmp_path / "fast", quiet=False, lang="ko")
     assert "bn_unconverged" not in fast.summary and "batch_normal" not in capsys.readouterr().out
     assert 0.9 ** fast.summary["steps_done"] < 0.05
