@@ -169,7 +169,7 @@ def test_a_diverging_config_is_reported_and_the_others_still_compare(tmp_path):
     group = write(tmp_path / "g.yaml", "baseline: a\nconfigs: [a.yaml, b.yaml]\n")
     res = runner.invoke(app, ["suite", str(group), "--out", str(tmp_path / "o"), "-q", "--format", "csv"])
     assert res.exit_code == 3, res.output
-    assert res.output.startswith("warning: b: loss became nan") and ",completed,0.0,,baseline" in res.output
+    assert res.output.startswith("warning: b: loss became nan") and ",completed,,0.0,,-,,,baseline," in res.output
     assert ",diverged," in res.output and "Suite g: 2 runs" in res.output
 
 

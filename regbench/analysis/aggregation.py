@@ -45,19 +45,28 @@ class TableRow:
         return len(self.runs) > 1
 
 
-def group_key(run: Run) -> str:
-    """The resolved config without the GROUPING_IGNORES keys, as canonical JSON: runs with equal keys form
-    one seed group. Runs whose split seed equals their seed (`suite --vary-split`) group together too."""
+def group_key(run: Run, split: bool = True) -> str:
+    """The resolved config without the GROUPING_IGNORES keys (and without `data.seed` with split=False), as
+    canonical JSON: runs with equal keys form one seed group."""
     cfg = copy.deepcopy(run.config)
-    data = cfg.get("data")
-    if isinstance(data, dict) and "seed" in cfg and data.get("seed") == cfg["seed"]:
-        data["seed"] = "= seed"  # a split drawn per seed (suite --vary-split): one group over seeds and splits
-    for key in GROUPING_IGNORES:
+    for key in (*GROUPING_IGNORES, *(() if split else ("data.seed",))):
         *parents, last = key.split(".")
         node = lookup(cfg, ".".join(parents)) if parents else cfg
         if isinstance(node, dict):
             node.pop(last, None)
     return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def split_groups(runs: list[Run]) -> list[list[Run]]:
+    """Runs equal apart from seed and split, as seed groups: one group when every run's split seed is its
+    seed and they differ (`suite --vary-split`), else one group per split seed (`data.seed`)."""
+    splits = [lookup(r.config, "data.seed") for r in runs]
+    if len(set(map(str, splits))) > 1 and all(s == r.config.get("seed") for s, r in zip(splits, runs, strict=True)):
+        return [runs]
+    by_split: dict[str, list[Run]] = {}
+    for s, r in zip(splits, runs, strict=True):
+        by_split.setdefault(str(s), []).append(r)
+    return list(by_split.values())
 
 
 def make_rows(runs: Sequence[Run], group: bool = True, warnings: list[str] | None = None) -> list[TableRow]:
@@ -68,12 +77,12 @@ def make_rows(runs: Sequence[Run], group: bool = True, warnings: list[str] | Non
     numbers on a CPU), only the newest run is kept and a warning names the others, so n and the
     statistics are over distinct seeds.
     """
-    groups: dict[str, list[Run]] = {}
+    keyed: dict[str, list[Run]] = {}
     for run in runs:
-        key = group_key(run) if group and run.status == "completed" else f"run:{run.path.resolve()}"
-        groups.setdefault(key, []).append(run)
+        key = group_key(run, split=False) if group and run.status == "completed" else f"run:{run.path.resolve()}"
+        keyed.setdefault(key, []).append(run)
     rows = []
-    for members in groups.values():
+    for members in (g for same in keyed.values() for g in split_groups(same)):
         by_seed: dict[Any, list[Run]] = {}
         for run in members:
             by_seed.setdefault(run.config.get("seed"), []).append(run)
