@@ -58,11 +58,13 @@ COMPARE_COLUMNS = (
     "best_epoch",
     "train_acc",
     "gap",
-    "train_s",
+    "train_s_share",
+    "engine",
     "near_zero_pct",
     "w_mean",
     "w_std",
     "status",
+    "notes",
 )
 SWEEP_STACK = 32
 
