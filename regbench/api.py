@@ -64,11 +64,13 @@ COMPARE_COLUMNS = (
     "best_epoch",
     "train_acc",
     "gap",
-    "train_s",
+    "train_s_share",
+    "engine",
     "near_zero_pct",
     "w_mean",
     "w_std",
     "status",
+    "notes",
 )
 SWEEP_STACK = 32
 
@@ -456,12 +458,15 @@ def suite_plan(
     overrides: Overrides = None,
     smoke: bool = False,
     check_data: bool = True,
+    vary_split: bool = False,
 ) -> Plan:
     """Load and check every config of `group` and plan its passes (what `suite` trains, and `--dry-run`
-    shows); raises ConfigError or DataError before anything is written."""
+    shows); raises ConfigError or DataError before anything is written. `vary_split`: each seed draws its
+    own split too (data.seed = seed)."""
     from .experiments import suite as lib
 
-    return lib.plan_suite(group, seeds=seeds, overrides=overrides, smoke=smoke, check_data=check_data)
+    kw = {"smoke": smoke, "check_data": check_data, "vary_split": vary_split}
+    return lib.plan_suite(group, seeds=seeds, overrides=overrides, **kw)
 
 
 def suite_plan_lines(plan: Plan, out: str | Path) -> list[str]:

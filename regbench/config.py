@@ -178,7 +178,7 @@ class TrainConfig:
     show_params: bool = False  # book: near-zero count plus mean/std of the weights, and the histogram
     device: str = "auto"  # auto | cpu | cuda | cuda:N (auto = cuda when available)
     drop_last: bool = True  # book: batch_count = train_count // batch_size, the remainder is skipped
-    threads: int | None = None  # CPU threads for torch (null = the cores not busy with other processes at start)
+    threads: int | None = None  # CPU threads for torch (null = OMP_NUM_THREADS, else the cores the process may use)
     iterations: int | None = None  # train this many steps instead of `epochs` (last epoch may be partial)
     log_every: int = 0  # write the loss of steps 0, K, 2K, … to steps.jsonl; 0 = off
     eval_train: bool = False  # also evaluate the whole train split in evaluation mode every epoch

@@ -16,7 +16,7 @@ import pytest
 from rundirs import fake_run, metrics_rows, train_runs
 from typer.testing import CliRunner
 
-from regbench.analysis.columns import model_summary, regularizer_text
+from regbench.analysis.columns import BASELINE_COLUMNS, model_summary, regularizer_text
 from regbench.analysis.compare import CompareError, compare
 from regbench.analysis.selection import collect_runs, parse_where
 from regbench.cli.main import app
@@ -45,8 +45,8 @@ def test_seed_groups_give_mean_and_sample_std(runs):
     assert isinstance(stat, Stat) and stat.n == 3
     assert stat.mean == pytest.approx(statistics.mean(accs))
     assert stat.std == pytest.approx(statistics.stdev(accs))
-    secs = [s["train_s"] for s in summaries(runs, "tiny")]
-    assert tiny_row.values["train_s"].mean == pytest.approx(statistics.mean(secs))
+    secs = [s["train_s"] / s["members"] for s in summaries(runs, "tiny")]  # the pass's wall time per member
+    assert tiny_row.values["train_s_share"].mean == pytest.approx(statistics.mean(secs))
     assert tiny_row.values["status"] == "completed" and tiny_row.values["epochs"] == 2
     assert tiny_row.values["regularizer"] == "-" and comp.rows[1].values["regularizer"] == "l2 0.01"
     assert tiny_row.values["model"] == "conv(3,4)-max(2)-16" and tiny_row.values["optimizer"] == "adam 0.01"
@@ -78,7 +78,7 @@ def test_csv_and_json_parse_with_numbers(runs):
     first = data["rows"][0]
     assert first["name"] == "tiny" and first["n"] == 3 and len(first["runs"]) == 3
     assert isinstance(first["test_acc"]["mean"], float) and len(first["test_acc"]["values"]) == 3
-    assert isinstance(first["train_s"]["std"], float) and first["epochs"] == 2
+    assert isinstance(first["train_s_share"]["std"], float) and first["epochs"] == 2
     md = comp.render("markdown").splitlines()
     assert md[0].startswith("| name | n | data | model |") and len(md) == 4
     assert "±" in md[2] and "conv(3,4)-max(2)-16" in md[2]
@@ -133,7 +133,7 @@ def test_sort_and_columns(runs):
 def test_baseline_by_group_label_run_path_or_name(runs):
     comp = compare([runs], baseline="tiny")
     base, other = comp.rows
-    assert comp.baseline is base and base.verdict.text == "baseline" and comp.columns[-3:] == ["delta", "p", "verdict"]
+    assert comp.baseline is base and base.verdict.text == "baseline" and comp.columns[-7:] == list(BASELINE_COLUMNS)
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     expect = mean([s["test_acc"] for s in summaries(runs, "tiny_l2")]) - mean(
         [s["test_acc"] for s in summaries(runs, "tiny")]
@@ -144,7 +144,10 @@ def test_baseline_by_group_label_run_path_or_name(runs):
     assert compare([runs], baseline=str(one)).baseline.label == "tiny_l2"
     assert compare([runs], baseline=one.name).baseline.label == "tiny_l2"
     single = compare([runs], group=False, baseline=one.name)
-    assert {r.verdict.text for r in single.rows if r.verdict.text != "baseline"} == {"cannot tell with n=1"}
+    # single runs: McNemar on the test set's examples (test-set noise), from each run's saved predictions
+    assert {r.verdict.test for r in single.rows if r.verdict.text != "baseline"} == {"McNemar (test-set noise)"}
+    val = compare([runs], group=False, baseline=one.name, metric="best_val_acc")  # no per-example record
+    assert {r.verdict.text for r in val.rows if r.verdict.text != "baseline"} == {"cannot tell with n=1"}
     with pytest.raises(CompareError, match="--baseline: 'nope' is not among the compared runs"):
         compare([runs], baseline="nope")
 

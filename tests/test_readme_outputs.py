@@ -1,7 +1,7 @@
 """Every console block of README.md that can run here is run, and what it prints is compared with the block,
 so a change that moves a documented number fails here until the README is updated (the diff names the block).
 
-Threads are pinned to 1 (`free_cores` → 1: the commands stay exactly as the README writes them), so the numbers
+Threads are pinned to 1 (`default_threads` → 1: the commands stay exactly as the README writes them), so the numbers
 repeat on any machine. Not re-run here: the sweep's printout (100 trials, ~30 s alone) and the flowers
 `regbench.book` cell (needs the photos); EXPERIMENTS.md's cheap rows are checked in test_experiments_rows.py.
 """
@@ -28,7 +28,7 @@ def here(tmp_path, monkeypatch):
     """A fresh working directory with the repository's configs, as after a clone; one CPU thread."""
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("regbench.training.plan.free_cores", lambda *a, **k: 1)
+    monkeypatch.setattr("regbench.training.plan.default_threads", lambda *a, **k: 1)
     return tmp_path
 
 

@@ -170,7 +170,7 @@ def test_a_diverging_config_is_reported_and_the_others_still_compare(tmp_path):
     group = write(tmp_path / "g.yaml", "baseline: a\nconfigs: [a.yaml, b.yaml]\n")
     res = runner.invoke(app, ["suite", str(group), "--out", str(tmp_path / "o"), "-q", "--format", "csv"])
     assert res.exit_code == 3, res.output
-    assert res.output.startswith("warning: b: loss became nan") and ",completed,0.0,,baseline" in res.output
+    assert res.output.startswith("warning: b: loss became nan") and ",completed,,0.0,,-,,,baseline," in res.output
     assert ",diverged," in res.output and "Suite g: 2 runs" in res.output
 
 
@@ -190,3 +190,21 @@ def test_csv_and_json_of_several_groups_are_one_document_on_stdout(tmp_path):
     lines = res.stdout.splitlines()
     assert lines[0].startswith("suite,name,") and len(lines) == 3
     assert lines[1].startswith("g1,a-") and lines[2].startswith("g2,b-")
+
+
+def test_a_suite_pairs_its_seeds_and_can_vary_the_split(tmp_path):
+    for name, l2 in (("a", 0), ("b", 0.01)):
+        write(tmp_path / f"{name}.yaml", TINY.format(name=name, l2=l2))
+    group = write(tmp_path / "mine.yaml", "doc: two tiny configs\nbaseline: a\nconfigs: [a.yaml, b.yaml]\n")
+    base = ["suite", str(group), "--seeds", "3", "--format", "json", "-q", "--set", "train.threads=1"]
+    fixed = runner.invoke(app, [*base, "--out", str(tmp_path / "fixed")])
+    varied = runner.invoke(app, [*base, "--out", str(tmp_path / "varied"), "--vary-split"])
+    assert fixed.exit_code == 0 and varied.exit_code == 0, fixed.output + varied.output
+    for res in (fixed, varied):  # the configs of a suite share their seeds: the paired test
+        rows = json.loads(res.stdout)["rows"]
+        assert [(r["name"], r["n"]) for r in rows] == [("a", 3), ("b", 3)] and rows[1]["test"].startswith(
+            ("paired t", "exact sign-flip")
+        )
+    splits = {load_run(p).config["data"]["seed"] for p in (tmp_path / "varied" / "mine").iterdir()}
+    assert splits == {1234, 1235, 1236}  # data.seed = seed
+    assert {load_run(p).config["data"]["seed"] for p in (tmp_path / "fixed" / "mine").iterdir()} == {0}

@@ -44,6 +44,7 @@ def test_run_directory_contract(runs):
         "log.txt",
         "checkpoint.pt",
         "curves.png",  # the run's own learning curves
+        "test_pred.npz",  # per-example test predictions (compare's McNemar test for single runs)
     }
     # config.yaml is the fully resolved config and loads back to the same thing
     assert load_config(yaml.safe_load((run.path / "config.yaml").read_text())) == cfg

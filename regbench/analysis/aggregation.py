@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PRINT_ONLY
-from ..core.stats import Stat, Verdict, verdict
+from ..config import get_key as lookup
+from ..core.stats import ALPHA, CORRECTION, Outcome, Stat, Verdict, by_seed, judge_table, mcnemar
 from ..core.values import first_head, number
 from ..rundir import Run
 from .columns import BASELINE_COLUMNS, COLUMNS, LOWER_IS_BETTER, CompareError, column_kind, run_value, short_text
@@ -43,11 +44,11 @@ class TableRow:
         return len(self.runs) > 1
 
 
-def group_key(run: Run) -> str:
-    """The resolved config without the GROUPING_IGNORES keys, as canonical JSON: runs with equal keys form
-    one seed group."""
+def group_key(run: Run, split: bool = True) -> str:
+    """The resolved config without the GROUPING_IGNORES keys (and without `data.seed` with split=False), as
+    canonical JSON: runs with equal keys form one seed group."""
     cfg = dict(run.config)
-    for key in GROUPING_IGNORES:  # copies only the mappings on each ignored key's path, not the whole config
+    for key in (*GROUPING_IGNORES, *(() if split else ("data.seed",))):  # copies only the mappings on each path
         *parents, last = key.split(".")
         node: Any = cfg
         for part in parents:
@@ -73,6 +74,18 @@ def _str_keys(value: Any) -> Any:
     return value
 
 
+def split_groups(runs: list[Run]) -> list[list[Run]]:
+    """Runs equal apart from seed and split, as seed groups: one group when every run's split seed is its
+    seed and they differ (`suite --vary-split`), else one group per split seed (`data.seed`)."""
+    splits = [lookup(r.config, "data.seed") for r in runs]
+    if len(set(map(str, splits))) > 1 and all(s == r.config.get("seed") for s, r in zip(splits, runs, strict=True)):
+        return [runs]
+    by_split: dict[str, list[Run]] = {}
+    for s, r in zip(splits, runs, strict=True):
+        by_split.setdefault(str(s), []).append(r)
+    return list(by_split.values())
+
+
 def make_rows(runs: Sequence[Run], group: bool = True, warnings: list[str] | None = None) -> list[TableRow]:
     """One row per completed seed group (or per run with group=False) and one per run that is not completed
     (running, failed, interrupted, diverged: shown alone with its status, never mixed into a mean).
@@ -81,12 +94,12 @@ def make_rows(runs: Sequence[Run], group: bool = True, warnings: list[str] | Non
     numbers on a CPU), only the newest run is kept and a warning names the others, so n and the
     statistics are over distinct seeds.
     """
-    groups: dict[str, list[Run]] = {}
+    keyed: dict[str, list[Run]] = {}
     for run in runs:
-        key = group_key(run) if group and run.status == "completed" else f"run:{run.path.resolve()}"
-        groups.setdefault(key, []).append(run)
+        key = group_key(run, split=False) if group and run.status == "completed" else f"run:{run.path.resolve()}"
+        keyed.setdefault(key, []).append(run)
     rows = []
-    for members in groups.values():
+    for members in (g for same in keyed.values() for g in split_groups(same)):
         by_seed: dict[Any, list[Run]] = {}
         for run in members:
             by_seed.setdefault(run.config.get("seed"), []).append(run)
@@ -202,23 +215,82 @@ def higher_is_better(metric: str) -> bool:
 
 def metric_values(row: TableRow, metric: str) -> list[float]:
     """The first head's value of `metric` for each completed run of the row."""
-    vals = [first_head(run_value(r, metric)) for r in row.runs if r.status == "completed"]
-    return [v for v in vals if v is not None]
+    return list(seed_values(row, metric).values())
+
+
+def seed_values(row: TableRow, metric: str) -> dict[Any, float]:
+    """Seed → the first head's value of `metric`, for each completed run of the row (seeds are distinct
+    within a row: make_rows keeps one run per seed)."""
+    out = {}
+    for r in row.runs:
+        v = first_head(run_value(r, metric)) if r.status == "completed" else None
+        if v is not None:
+            out[r.config.get("seed", r.name)] = v
+    return out
+
+
+def single_run_test(row: TableRow, base: TableRow, metric: str) -> Outcome | None:
+    """McNemar's test on the test set's examples when the row and the baseline are single runs compared on
+    test accuracy and both saved their predictions for the same test labels; else None."""
+    from ..training.predictions import correct_on_test
+
+    if metric != "test_acc" or len(row.runs) != 1 or len(base.runs) != 1:
+        return None
+    a, b = correct_on_test(row.runs[0].path), correct_on_test(base.runs[0].path)
+    if a is None or b is None or a[0].shape != b[0].shape or not (a[0] == b[0]).all() or not len(a[0]):
+        return None
+    return mcnemar(a[1].tolist(), b[1].tolist())
 
 
 def set_verdicts(rows: Sequence[TableRow], base: TableRow, metric: str) -> None:
-    """Every row's verdict on `metric` against the baseline row (Welch's t-test over the seeds)."""
-    ref = metric_values(base, metric)
+    """Every row's verdict on `metric` against the baseline row: paired t-test when both hold the same seeds,
+    else Welch's (exact permutation tests where there is no spread, McNemar for two single runs), with Holm's
+    correction across the table's rows: 'better'/'worse' only when the adjusted p < 0.05."""
+    ref = seed_values(base, metric)
+    others = [row for row in rows if row is not base]
+    found = []
+    for row in others:
+        v = by_seed(seed_values(row, metric), ref)
+        if v.p is None and v.text.startswith("cannot tell"):
+            outcome = single_run_test(row, base, metric)
+            if outcome is not None:
+                v = Verdict(v.delta, outcome.p, "not distinguishable on the test set", outcome.test, outcome.ci)
+        found.append(v)
+    for row, v in zip(others, judge_table(found, higher_is_better=higher_is_better(metric)), strict=True):
+        row.verdict = v
+    base.verdict = Verdict(0.0, None, "baseline")
+
+
+def verdict_method(rows: Sequence[TableRow]) -> str:
+    """What the title says about the verdicts: the tests used, the correction, and what p covers."""
+    tests = list(dict.fromkeys(r.verdict.test for r in rows if r.verdict and r.verdict.test != "-"))
+    runs = [r for row in rows for r in row.runs]
+    if runs and all(lookup(r.config, "data.seed") == r.config.get("seed") for r in runs):
+        covers = "seed and split variance (each seed its own split)"
+    else:
+        splits = sorted({str(lookup(r.config, "data.seed")) for r in runs})
+        covers = f"seed variance on a fixed split (data.seed={'/'.join(splits)})"
+    return f"{', '.join(tests) or 'no test'}; {CORRECTION}-corrected across the rows, p<{ALPHA:g}; p covers {covers}"
+
+
+def engine_warnings(rows: Sequence[TableRow]) -> list[str]:
+    """A warning per seed group whose runs were trained by different engines (alone / side by side) or with
+    different thread counts: their numbers agree only up to float rounding, which grows over epochs."""
+    out = []
     for row in rows:
-        if row is base:
-            row.verdict = Verdict(0.0, None, "baseline")
-        else:
-            row.verdict = verdict(metric_values(row, metric), ref, higher_is_better=higher_is_better(metric))
+        engines = {COLUMNS["engine"].get(r) for r in row.runs} - {None}
+        if row.is_group and len(engines) > 1:
+            out.append(f"{row.label} mixes engines ({', '.join(sorted(engines))}): identical only up to rounding")
+    return out
 
 
 def verdict_value(v: Verdict | None, key: str) -> Any:
-    """A baseline column's value: the delta, p or the verdict's text (None for a row without a verdict)."""
-    return None if v is None else {"delta": v.delta, "p": v.p, "verdict": v.text}[key]
+    """A baseline column's value: the delta, its CI, the test, p, Holm's p, the verdict's text or the seeds
+    80% power needs (None for a row without a verdict)."""
+    if v is None:
+        return None
+    values = {"delta": v.delta, "ci": list(v.ci) if v.ci else None, "test": v.test, "p": v.p, "p_holm": v.p_adj}
+    return {**values, "verdict": v.text, "seeds_80": v.seeds_80}[key]
 
 
 # ----------------------------------------------------------------------------------------------- order

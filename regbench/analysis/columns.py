@@ -93,6 +93,34 @@ def gap(run: Run) -> float | list[float] | None:
     return None
 
 
+def time_share(run: Run) -> float | None:
+    """The run's share of its pass's training wall time: `train_s` divided among the members trained side by
+    side (older runs without `train_s_share` recorded it only when they trained alone)."""
+    share = number(run.summary.get("train_s_share"))
+    if share is not None:
+        return share
+    wall, k = number(run.summary.get("train_s")), run.summary.get("side_by_side") or 1
+    return None if wall is None or not isinstance(k, int) else wall / k
+
+
+def engine_text(summary: dict[str, Any]) -> str | None:
+    """`alone` or `×K` (side by side with K members) with the CPU threads: `alone 2t`, `×4 1t`."""
+    k = summary.get("members") or summary.get("side_by_side") or (1 if "train_s" in summary else None)
+    if not isinstance(k, int):
+        return None
+    threads = summary.get("threads")
+    return ("alone" if k == 1 else f"×{k}") + (f" {threads}t" if isinstance(threads, int) else "")
+
+
+def run_notes(summary: dict[str, Any]) -> str | None:
+    """Diagnostics a reader should see beside the numbers: batch_normal running averages that still hold a
+    large share of their initial values (a low test accuracy may come from them)."""
+    bn = summary.get("bn_unconverged")
+    if isinstance(bn, dict) and number(bn.get("initial_share")) is not None:
+        return f"BN averages {bn['initial_share']:.0%} initial"
+    return None
+
+
 def whole(v: Any) -> int | None:
     """An int as stored (a bool is not one), else None."""
     return v if isinstance(v, int) and not isinstance(v, bool) else None
@@ -114,23 +142,28 @@ COLUMNS: dict[str, Column] = {
         Column("best_epoch", "@epoch", lambda r: whole(r.summary.get("best_epoch")), fmt=".1f"),
         Column("train_acc", "train acc", lambda r: per_head(r.summary.get("train_acc"))),
         Column("gap", "train−val", gap),
-        Column("train_s", "train s", lambda r: number(r.summary.get("train_s")), fmt=".1f"),
+        Column("train_s_share", "train s/member", time_share, fmt=".1f"),
+        Column("engine", "engine", lambda r: engine_text(r.summary), "text"),
         Column("near_zero_pct", "near 0 %", lambda r: number(lookup(r.summary, "params.near_zero_pct")), fmt=".1f"),
         Column("w_mean", "w mean", lambda r: number(lookup(r.summary, "params.mean"))),
         Column("w_std", "w std", lambda r: number(lookup(r.summary, "params.std"))),
         Column("status", "status", lambda r: r.status, "text"),
+        Column("notes", "notes", lambda r: run_notes(r.summary), "text"),
     ]
 }  # fmt: skip
 DEFAULT_COLUMNS = list(COLUMNS)
 # hidden first when the Rich table is wider than the terminal; columns picked with --columns that are not
 # listed here go after these (the last picked first), then LAST_HIDDEN; NEVER_HIDDEN and the metric stay
 HIDE_ORDER = (
-    *("w_mean", "best_epoch", "data", "epochs", "optimizer", "w_std", "near_zero_pct", "train_s"),
-    *("train_acc", "best_val_acc", "gap", "model"),
+    *("w_mean", "engine", "best_epoch", "data", "epochs", "optimizer", "w_std", "near_zero_pct", "train_s_share"),
+    *("seeds_80", "ci", "test", "train_acc", "best_val_acc", "gap", "notes", "model"),
 )
 LAST_HIDDEN = ("n", "delta", "status")
-NEVER_HIDDEN = ("name", "regularizer", "test_acc", "p", "verdict")
-BASELINE_COLUMNS = ("delta", "p", "verdict")  # added after the others when --baseline is given
+NEVER_HIDDEN = ("name", "regularizer", "test_acc", "p", "p_holm", "verdict")
+# added after the others when --baseline is given: Δ, its 95% CI, the test, its p, p after Holm's correction
+# across the table (what the verdict reads), the verdict, and the seeds per group 80% power would need
+BASELINE_COLUMNS = ("delta", "ci", "test", "p", "p_holm", "verdict", "seeds_80")
+BASELINE_HEADERS = {"ci": "95% CI", "p_holm": "p (Holm)", "seeds_80": "seeds for 80%"}
 LOWER_IS_BETTER = (
     "loss",
     "train_s",
@@ -141,7 +174,11 @@ LOWER_IS_BETTER = (
 
 def is_numeric(key: str) -> bool:
     """Whether a column holds numbers (right-aligned in the table and Markdown)."""
-    return key in ("n", "delta", "p") or (key in COLUMNS and COLUMNS[key].kind == "result") or key == "epochs"
+    return (
+        key in ("n", "delta", "p", "p_holm", "seeds_80")
+        or (key in COLUMNS and COLUMNS[key].kind == "result")
+        or key == "epochs"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- keys

@@ -20,9 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from ..rundir import Run
-from .aggregation import TableRow, fill, find_baseline, make_rows, set_verdicts, sort_rows
+from .aggregation import (
+    TableRow,
+    engine_warnings,
+    fill,
+    find_baseline,
+    make_rows,
+    set_verdicts,
+    sort_rows,
+    verdict_method,
+)
 from .columns import (
     BASELINE_COLUMNS,
+    BASELINE_HEADERS,
     COLUMNS,
     DEFAULT_COLUMNS,
     CompareError,
@@ -56,7 +66,7 @@ class Comparison:
         """A column's header (`test acc`; `Δ test acc` for the delta)."""
         if key == "delta":
             return f"Δ {COLUMNS[self.metric].header if self.metric in COLUMNS else self.metric}"
-        return COLUMNS[key].header if key in COLUMNS else key
+        return COLUMNS[key].header if key in COLUMNS else BASELINE_HEADERS.get(key, key)
 
     def text(self, row: TableRow, key: str) -> str:
         """A cell as the table and Markdown show it."""
@@ -78,7 +88,7 @@ class Comparison:
         if groups:
             text += f" ({groups} seed groups: mean±std over n seeds)"
         if self.baseline:
-            text += f"; baseline {self.baseline.label}, verdict on {self.metric} (Welch's t-test, p<0.05)"
+            text += f"; baseline {self.baseline.label}, verdict on {self.metric} ({verdict_method(self.rows)})"
         return text
 
     # -- machine-readable forms
@@ -209,6 +219,7 @@ def compare(
     if conditions and not kept:
         warnings.append(f"no run matches --where {' and '.join(c.text for c in conditions)}")
     rows = make_rows(sorted(kept, key=lambda r: str(r.path)), group=group, warnings=warnings)
+    warnings += engine_warnings(rows)
     kinds = {key: column_kind(key, runs) for key in cols}  # once per column, not per row
     for row in rows:
         fill(row, cols, runs, kinds)

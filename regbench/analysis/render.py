@@ -55,9 +55,14 @@ def baseline_text(v: Verdict | None, key: str) -> str:
         return ""
     if key == "delta":
         return "-" if math.isnan(v.delta) else f"{v.delta:+.3f}"
-    if key == "p":
-        return "-" if v.p is None else (f"{v.p:.3f}" if v.p >= 0.001 else "<0.001")
-    return v.text
+    if key in ("p", "p_holm"):
+        p = v.p if key == "p" else v.p_adj
+        return "-" if p is None else (f"{p:.3f}" if p >= 0.001 else "<0.001")
+    if key == "ci":
+        return "-" if v.ci is None else f"[{v.ci[0]:+.3f}, {v.ci[1]:+.3f}]"
+    if key == "seeds_80":
+        return "-" if v.seeds_80 is None else str(v.seeds_80)
+    return v.text if key == "verdict" else v.test
 
 
 # ----------------------------------------------------------------------------------------------- records

@@ -43,11 +43,16 @@ TEXT: dict[str, dict[str, str]] = {
         "notes": "Notes",
         "legend": "test acc: per head joined by + (e.g. 0.874+0.558); best val @epoch: first head; "
         "train−val: final train accuracy minus final validation accuracy; near 0 %: weights with |w| ≤ 1e-5; "
-        "w mean / w std: weights and kernels.",
+        "w mean / w std: weights and kernels; train s/member: the pass's training wall time divided among the runs "
+        "trained side by side in it (engine: alone or ×K, with CPU threads); notes: BN averages N% initial = "
+        "batch_normal running averages still hold N% of their initial values (exp_ratio × steps too small).",
         "legend_groups": "Rows with n > 1 are seed groups (configs equal apart from the seed): "
         "mean±std (sample std) over n runs.",
-        "legend_baseline": "Δ and verdict: {metric} (first head) against {base}; Welch's t-test over seeds, "
-        "'better'/'worse' at p < 0.05; with one run on either side it cannot tell.",
+        "legend_baseline": "Δ and verdict: {metric} (first head) against {base}; the paired t-test when both "
+        "rows hold the same seeds, else Welch's (exact permutation or sign-flip tests where there is no spread; "
+        "McNemar on the test set's examples for two single runs: test-set noise only); 95% CI of Δ; "
+        "'better'/'worse' when p after Holm's correction across the rows is < 0.05; 'seeds for 80%': seeds per "
+        "group that would resolve Δ at 80% power. p covers seed variance on a fixed split (data.seed).",
     },
     "ko": {
         "title": "regbench 보고서",
@@ -82,10 +87,15 @@ TEXT: dict[str, dict[str, str]] = {
         "notes": "메모",
         "legend": "test acc: 출력별로 +로 연결 (예: 0.874+0.558); best val @epoch: 첫 출력; "
         "train−val: 마지막 학습 정확도 − 마지막 검증 정확도; near 0 %: |w| ≤ 1e-5인 가중치 비율; "
-        "w mean / w std: 가중치와 커널.",
+        "w mean / w std: 가중치와 커널; train s/member: 함께 학습한 실행 수로 나눈 학습 시간 "
+        "(engine: 단독 또는 ×K, CPU 스레드 수); notes: BN averages N% initial = batch_normal 이동 평균에 초기값이 "
+        "아직 N% 남아 있음 (exp_ratio × 스텝 수가 작음).",
         "legend_groups": "n > 1인 행은 시드 그룹(시드만 다른 설정)이며 n개 실행의 평균±표준편차(표본)입니다.",
-        "legend_baseline": "Δ와 verdict: {base} 대비 {metric} (첫 출력); 시드에 대한 Welch t-검정, "
-        "p < 0.05이면 'better'/'worse'; 한쪽이라도 실행이 하나면 판단할 수 없습니다.",
+        "legend_baseline": "Δ와 verdict: {base} 대비 {metric} (첫 출력); 두 행이 같은 시드를 가지면 대응 t-검정, "
+        "아니면 Welch t-검정 (분산이 없으면 정확 순열·부호 뒤집기 검정; 단일 실행 둘은 테스트 예제에 대한 McNemar: "
+        "테스트셋 잡음만); Δ의 95% 신뢰구간; 표의 행 전체에 Holm 보정한 p < 0.05이면 'better'/'worse'; "
+        "'seeds for 80%': 80% 검정력으로 Δ를 가리는 데 필요한 그룹당 시드 수. p는 고정된 분할(data.seed)에서의 "
+        "시드 분산을 다룹니다.",
     },
 }
 

@@ -59,7 +59,7 @@ BaselineOption = Annotated[
         "--baseline",
         "-b",
         metavar="RUN_OR_GROUP",
-        help="A row label, run directory (path or name) or config name: adds Δ, Welch's p and a verdict per row.",
+        help="A row label, run directory (path or name) or config name: adds Δ, its CI, a test (paired/Welch/exact/McNemar), p, Holm's p and a verdict per row.",
     ),
 ]
 MetricOption = Annotated[str, typer.Option("--metric", help="Column the baseline verdict tests (first head).")]

@@ -46,6 +46,14 @@ def suite(
             "shows each config's seeds as one row, mean ± std.",
         ),
     ] = None,
+    vary_split: Annotated[
+        bool,
+        typer.Option(
+            "--vary-split",
+            help="Each seed also draws its own train/val/test split (data.seed = seed), so the verdicts' p "
+            "covers the split's variance too; default: one fixed split (data.seed) for every seed.",
+        ),
+    ] = False,
     set_: SetOption = None,
     out: Annotated[
         Path,
@@ -86,6 +94,7 @@ def suite(
     leaves = guarded(api.suite_groups, target, file)
     seed_spec = parse_seeds(seeds)
     kw = {"seeds": seed_spec, "overrides": set_ or [], "smoke": smoke, "check_data": not dry_run}
+    kw["vary_split"] = vary_split
     plans = [guarded(api.suite_plan, s, **kw) for s in leaves]
     if dry_run:
         for plan in plans:

@@ -1,5 +1,5 @@
 """Memory checks made before any work starts, so an absurd config fails with one line instead of the OOM
-killer; the CPU cores free for a run; and the C allocator's settings for the training loop."""
+killer; the CPU threads a run gets by default; and the C allocator's settings for the training loop."""
 
 from __future__ import annotations
 
@@ -50,32 +50,20 @@ def available_memory(device: torch.device | None = None) -> tuple[int, str]:
     return avail, where
 
 
-def free_cores(sample_s: float = 0.1) -> int:
-    """CPU cores not busy with other processes right now (at least 1), from two /proc/stat samples.
+def default_threads() -> int:
+    """torch's CPU thread count when a config leaves `train.threads` null: `OMP_NUM_THREADS` when set (the
+    sweep and suite workers set it to their share of the cores), else the cores this process may use.
 
-    OpenMP threads spin while they wait for each other; when another process holds a core, torch's default
-    of one thread per core makes a small model's steps 30–100× slower, while one thread per free core
-    keeps full speed. Falls back to all cores where /proc/stat is unreadable.
+    Never the load: a plain conv's weight gradient and a plain matmul sum in a different order with 1 and with
+    2 threads, so a count read from how busy the machine is would give one command different numbers on a
+    quiet and on a busy machine. On a busy machine, pin `train.threads` (or OMP_NUM_THREADS) to the free
+    cores: OpenMP threads that share a busy core spin and slow small models many times over.
     """
-    import time
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-    def read() -> tuple[int, int]:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields), idle
-
     try:
-        total0, idle0 = read()
-        time.sleep(sample_s)
-        total1, idle1 = read()
-    except (OSError, ValueError, IndexError):
-        return cores
-    ncpu = os.cpu_count() or cores
-    busy = ncpu * (1 - (idle1 - idle0) / max(total1 - total0, 1))  # cores busy with others while we slept
-    return max(1, min(cores, round(cores - busy)))
+        wanted = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        wanted = 0
+    return max(1, min(wanted, usable_cores())) if wanted > 0 else usable_cores()
 
 
 _KEEPING: bool | None = None  # keep_freed_memory()'s result in this process (None: not asked yet)

@@ -270,9 +270,11 @@ def plan_suite(
     overrides: dict[str, Any] | Sequence[str] | None = None,
     smoke: bool = False,
     check_data: bool = True,
+    vary_split: bool = False,
 ) -> Plan:
     """Load and check every config of `suite` (its `set`, then `overrides`), and its data files unless
-    `smoke` (or `check_data=False`: `Plan.absent` names them); expand the seeds; group the runs into passes.
+    `smoke` (or `check_data=False`: `Plan.absent` names them); expand the seeds (with `vary_split`, each seed
+    also draws its own data split: data.seed = seed); group the runs into passes.
     Raises ConfigError or DataError (one line) before anything is written."""
     from ..training.execute import seed_list, stack_key
 
@@ -309,7 +311,9 @@ def plan_suite(
     runs: list[Config] = []
     for _, cfg in loaded:
         values = [cfg.seed] if seeds is None else seed_list(cfg.seed, seeds)
-        runs += [dataclasses.replace(cfg, seed=s) for s in values]
+        for s in values:
+            data = dataclasses.replace(cfg.data, seed=s) if vary_split else cfg.data
+            runs.append(dataclasses.replace(cfg, seed=s, data=data))
     passes: dict[str, list[Config]] = {}
     for i, cfg in enumerate(runs):  # an ensemble stacks its own members, so it trains alone
         key = stack_key(cfg) if cfg.train.ensemble == 1 else f"ensemble:{i}"

@@ -197,7 +197,9 @@ class SweepReport:
             return None
         metric = self.sweep.metric if self.sweep.metric in ("val_acc", "test_loss") else None
         cols = ["name", "n", *self.sweep.params, *([metric] if metric else [])]
-        cols += [c for c in ("test_acc", "best_val_acc", "train_acc", "gap", "train_s", "status") if c not in cols]
+        cols += [
+            c for c in ("test_acc", "best_val_acc", "train_acc", "gap", "train_s_share", "status") if c not in cols
+        ]
         cols = [c for c in cols if c in COLUMNS or c in self.sweep.params or c == metric]
         comp = compare(dirs, columns=cols, plot=plot)
         rank = {str(d.resolve()): i for i, d in enumerate(dirs)}

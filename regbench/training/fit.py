@@ -23,6 +23,7 @@ from ..core import console
 from ..core.errors import DivergedError
 from ..core.signals import shielded
 from ..nn.model import Net
+from .diagnostics import bn_residue, engine_record
 from .engines import Solo, Stacked, make_engine
 from .member import EpochStats, Member, TestResult, status_of
 from .plan import Batches, Plan, Setup
@@ -75,6 +76,7 @@ def fit(
         member.summary.setdefault("lang", lang)  # a resumed run goes on printing in its own language
         if k > 1:
             member.summary["side_by_side"] = k
+        member.summary.update(engine_record(k))
     callbacks = callbacks or [None] * k
     final: dict[int, tuple[dict, dict]] = {}  # member → (last weights, tested weights) once it stops
     lines = EpochLines(cfgs, members, say)
@@ -186,6 +188,7 @@ def fit(
                     test_s,
                     engine.param_stats(m),
                     engine.member_weights(m),
+                    bn_residue(engine.net, member.summary["steps_done"]),
                 )
                 member.finish(*final[m], result, setup.info, lang, report_test)
                 member.close()

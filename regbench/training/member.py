@@ -24,8 +24,10 @@ from ..data import DataInfo
 from ..nn.model import weights_and_kernels
 from ..rundir import METRICS, RunWriter, read_jsonl
 from .curves import draw_run_curves
+from .diagnostics import bn_note
 from .infer import show_samples
 from .plan import Setup
+from .predictions import save_predictions
 
 EXPLODE = 1e4  # a cost beyond this × the first step's loss has exploded: the run is marked diverged
 
@@ -59,6 +61,7 @@ class TestResult:
     seconds: float
     params: dict[str, float | int]
     weights: list[torch.Tensor]
+    bn: dict[str, Any] | None = None  # diagnostics.bn_residue: running averages that have not converged
 
 
 def status_of(e: BaseException) -> tuple[str, str | None]:
@@ -242,6 +245,12 @@ class Member:
             summary["tested"] = f"best (epoch {summary['best_epoch']})"
         if report_test:
             say(console.test_report(cfg.name, result.acc or [float("nan")], int(result.seconds)))
+        if result.bn is not None:
+            summary["bn_unconverged"] = result.bn
+            if report_test:
+                say(bn_note(result.bn, lang))
+        if result.probs is not None:
+            save_predictions(self.path, result.probs, result.answers)
         if report_test and cfg.train.show > 0 and result.probs is not None:
             show_samples(result.probs, result.answers, info, cfg, lang, say)
         stats = result.params
@@ -256,6 +265,7 @@ class Member:
         gap = None if final_train is None or final_val is None else final_train - final_val
         summary.update(status="completed", test_acc=one_or_list(result.acc), test_loss=result.loss)
         summary.update(train_s=self.train_s, gap=gap, params=stats, test_s=result.seconds)
+        summary["train_s_share"] = self.train_s / summary.get("members", 1)  # the pass's wall time per member
 
     def close(self, status: str | None = None, error: str | None = None) -> None:
         """Write the summary and log (always, whatever happened); `status` overrides a failed run's."""

@@ -12,7 +12,7 @@ import torch
 
 from ..config import Config
 from ..core.errors import ConfigError
-from ..core.resources import free_cores, keep_freed_memory
+from ..core.resources import default_threads, keep_freed_memory
 from ..data import DataInfo, Dataset, load_data
 from ..resolve import check_config, check_model_memory
 
@@ -142,15 +142,15 @@ def prepare(cfg: Config, threads: int | None = None) -> Setup:
     """Resolve the device, load the data and put every split on the device (no files written yet).
 
     CPU threads: `train.threads`, else `threads` (a resumed run's own count, so that it continues
-    bit-identically), else the cores not busy with other processes right now (OpenMP threads that share a
-    busy core spin and slow small models 30–100×). The count is recorded in the summary: the same config,
-    seed and thread count give identical metrics.
+    bit-identically), else `core.resources.default_threads()` (OMP_NUM_THREADS, else the cores the process may
+    use: never the machine's load, so one command gives the same numbers on a quiet and on a busy machine).
+    The count is recorded in the summary: the same config, seed and thread count give identical metrics.
     """
     device = resolve_device(cfg.train.device)
     info, rows = check_config(cfg)
     check_model_memory(rows, cfg, device)
     if device.type == "cpu":
-        torch.set_num_threads(cfg.train.threads or threads or free_cores())
+        torch.set_num_threads(cfg.train.threads or threads or default_threads())
     if cfg.train.reuse_memory:
         keep_freed_memory()
     data = load_data(cfg.data)
