@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .data import DataInfo, Dataset
     from .experiments.suite import Plan, Suite, SuiteResult
     from .experiments.sweep import Sweep, SweepReport
-    from .nn.model import Row
+    from .nn.model import LayerRow
     from .rundir import Run
     from .training.execute import train_seeds
 
@@ -51,26 +51,11 @@ LANGS = ("ko", "en")
 
 # `regbench compare --columns`' named columns and `regbench sweep --stack`'s default, here as plain values
 # because the CLI's option help needs them without importing the analysis (test_api checks they agree)
-COMPARE_COLUMNS = (
-    "name",
-    "n",
-    "data",
-    "model",
-    "regularizer",
-    "optimizer",
-    "epochs",
-    "test_acc",
-    "best_val_acc",
-    "best_epoch",
-    "train_acc",
-    "gap",
-    "train_s_share",
-    "engine",
-    "near_zero_pct",
-    "w_mean",
-    "w_std",
-    "status",
-    "notes",
+COMPARE_COLUMNS = tuple(
+    (
+        "name n data model regularizer optimizer epochs test_acc best_val_acc best_epoch train_acc gap "
+        "train_s_share engine near_zero_pct w_mean w_std status notes"
+    ).split()
 )
 SWEEP_STACK = 32
 
@@ -171,7 +156,7 @@ class ModelCheck:
 
     config: Config
     info: DataInfo
-    rows: list[Row]
+    rows: list[LayerRow]
 
     @property
     def weights(self) -> int:

@@ -45,7 +45,7 @@ def test_every_key_has_the_books_default():
 
 def test_layer_defaults_are_filled_in_the_resolved_list():
     cfg = load_config({"model": {"layers": [["dropout"], ["noise", {"std": 0.01}], ["batch_normal"], 5]}})
-    assert cfg.model.layers[0] == ["dropout", {"keep_prob": 1.0}]
+    assert cfg.model.layers[0] == ["dropout", {"keep_prob": 1.0, "scale": "train"}]
     # a normal noise layer's low/high do not apply, so the resolved list leaves them out
     assert cfg.model.layers[1] == ["noise", {"type": "normal", "mean": 0.0, "std": 0.01, "ratio": 1.0}]
     assert cfg.model.layers[2] == ["batch_normal", {"epsilon": 1e-10, "exp_ratio": 0.001, "rescale": True}]
@@ -174,7 +174,7 @@ def test_overrides_index_into_layer_lists_and_set_a_layers_parameters():
             "model.layers[4]=16",
         ],
     )
-    assert cfg.model.layers[0][1]["chn"] == 6 and cfg.model.layers[2] == ["dropout", {"keep_prob": 0.8}]
+    assert cfg.model.layers[0][1]["chn"] == 6 and cfg.model.layers[2] == ["dropout", {"keep_prob": 0.8, "scale": "train"}]
     assert cfg.model.layers[3][1]["exp_ratio"] == 0.1 and cfg.model.layers[4] == ["full", {"width": 16}]
     nested = [["serial", {"repeat": 2, "layers": [["conv", {"ksize": 3, "chn": 4}]]}], 8]
     cfg = load_config({"model": {"layers": nested}}, {"model.layers[0].layers[0].chn": 5})

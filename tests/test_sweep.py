@@ -593,7 +593,7 @@ def test_a_sweep_over_a_layer_parameter_stacks_and_shows_it_in_the_table(tmp_pat
         {"model.layers[1].keep_prob": 1.0},
     ]
     run = load_run(tmp_path / "o" / "kp" / "kp-t000-s1")
-    assert run.config["model"]["layers"][1] == ["dropout", {"keep_prob": 0.5}]
+    assert run.config["model"]["layers"][1] == ["dropout", {"keep_prob": 0.5, "scale": "train"}]
     res = cli.invoke(app, ["sweep", "--status", str(tmp_path / "o" / "kp")])
     assert res.exit_code == 0 and "model.layers[1].keep_prob" in res.output, res.output
     res = cli.invoke(

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..config import DataConfig
 from ..core.errors import DataError
 from .base import DATASETS, Arrays, DataInfo, DatasetEntry, Head
 from .npz import class_names, images, labels
 from .pixels import chw
+
+if TYPE_CHECKING:
+    import torch
 
 PREFIX = "memory:"
 STORE: dict[str, Held] = {}
@@ -41,6 +43,8 @@ class Held(dict):
 
 
 def as_numpy(name: str, value: Any) -> np.ndarray:
+    import torch
+
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     try:
@@ -97,6 +101,8 @@ def info(cfg: DataConfig) -> DataInfo:
 
 
 def _x(arrays: Held, name: str, cfg: DataConfig) -> torch.Tensor:
+    import torch
+
     x = arrays[name]
     if _features(x):
         if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
@@ -106,6 +112,8 @@ def _x(arrays: Held, name: str, cfg: DataConfig) -> torch.Tensor:
 
 
 def load(cfg: DataConfig) -> Arrays:
+    import torch
+
     arrays = held(cfg)
     file = Path(str(cfg.path))
     x = _x(arrays, "x", cfg)
