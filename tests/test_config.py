@@ -174,7 +174,10 @@ def test_overrides_index_into_layer_lists_and_set_a_layers_parameters():
             "model.layers[4]=16",
         ],
     )
-    assert cfg.model.layers[0][1]["chn"] == 6 and cfg.model.layers[2] == ["dropout", {"keep_prob": 0.8, "scale": "train"}]
+    assert cfg.model.layers[0][1]["chn"] == 6 and cfg.model.layers[2] == [
+        "dropout",
+        {"keep_prob": 0.8, "scale": "train"},
+    ]
     assert cfg.model.layers[3][1]["exp_ratio"] == 0.1 and cfg.model.layers[4] == ["full", {"width": 16}]
     nested = [["serial", {"repeat": 2, "layers": [["conv", {"ksize": 3, "chn": 4}]]}], 8]
     cfg = load_config({"model": {"layers": nested}}, {"model.layers[0].layers[0].chn": 5})

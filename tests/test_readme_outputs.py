@@ -95,7 +95,7 @@ def test_book_digits_block(here):
 
 def test_compare_example_table_and_its_numbers(here):
     """The README's compare example: the 3 × 3 runs, then the markdown table (train seconds masked) and the
-    numbers the prose quotes from it."""
+    numbers the prose quotes from it (train seconds per member masked: they are timings)."""
     loop = block("for seed in 1 2 3; do", lang="bash").body
     seeds = re.search(r"for seed in ([\d ]+); do", loop[0]).group(1).split()
     configs = re.search(r"for c in ([\w ]+); do", loop[1]).group(1).split()
@@ -108,7 +108,7 @@ def test_compare_example_table_and_its_numbers(here):
     text = README.read_text(encoding="utf-8").splitlines()
     head = next(i for i, line in enumerate(text) if line.startswith("| name | n | data | model | regularizer |"))
     documented = text[head : next(i for i in range(head, len(text)) if not text[i].startswith("|"))]
-    secs = documented[0].split(" | ").index("train s")
+    secs = documented[0].split(" | ").index("train s/member")
 
     def masked(rows: list[str]) -> list[str]:
         return [" | ".join("…" if i == secs else v for i, v in enumerate(r.split(" | "))) for r in rows]

@@ -158,8 +158,8 @@ HIDE_ORDER = (
     *("w_mean", "engine", "best_epoch", "data", "epochs", "optimizer", "w_std", "near_zero_pct", "train_s_share"),
     *("seeds_80", "ci", "test", "train_acc", "best_val_acc", "gap", "notes", "model"),
 )
-LAST_HIDDEN = ("n", "delta", "status")
-NEVER_HIDDEN = ("name", "regularizer", "test_acc", "p", "p_holm", "verdict")
+LAST_HIDDEN = ("n", "delta", "status", "p_holm")
+NEVER_HIDDEN = ("name", "regularizer", "test_acc", "p", "verdict")
 # added after the others when --baseline is given: Δ, its 95% CI, the test, its p, p after Holm's correction
 # across the table (what the verdict reads), the verdict, and the seeds per group 80% power would need
 BASELINE_COLUMNS = ("delta", "ci", "test", "p", "p_holm", "verdict", "seeds_80")

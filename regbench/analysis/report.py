@@ -26,7 +26,7 @@ from ..core.values import first_head
 from ..rundir import CONFIG, LOG, METRICS, MODEL, STEPS, SUMMARY, Run
 from . import plots
 from .aggregation import TableRow, flat_items, group_key
-from .columns import CompareError, model_summary, short_text
+from .columns import BASELINE_COLUMNS, CompareError, model_summary, short_text
 from .compare import Comparison, compare, plot_curves
 from .document import Block, Bullets, Heading, Images, Links, Para, TableBlock, to_html, to_markdown
 from .report_text import LANGS, runs_lang, summary_line, texts
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 RUN_FILES = (CONFIG, METRICS, SUMMARY, LOG, MODEL, "curves.png", "params_hist.png", STEPS)
 FIGURE_FORMATS = ("png", "svg")
+SPLIT_AT = 16  # a comparison table wider than this many columns is printed as two (both fit an A4 landscape page)
 MODEL_CELL = 28  # characters of the layer list shown in the table; longer ones get a key and a note under it
 
 
@@ -167,7 +168,7 @@ def write_report(
     if comp.warnings:
         blocks += [Para(t["not_read"]), Bullets(comp.warnings)]
 
-    blocks += [Heading(2, t["comparison"]), compact_table(comp)]
+    blocks += [Heading(2, t["comparison"]), *split_table(compact_table(comp), comp)]
     blocks += _legend(comp, t)
 
     def figure(name: str, draw) -> str | None:
@@ -279,6 +280,31 @@ def compact_table(comp: Comparison) -> TableBlock:
         row[col] = f"{keys[full]}: {cut}…"
         block.titles[(i, col)] = full
     return block
+
+
+def split_table(block: TableBlock, comp: Comparison) -> list[TableBlock]:
+    """A table of more than SPLIT_AT columns as two, each starting with the name: the verdict's columns (what
+    a reader checks first), then the rest; every column stays on the page, on screen and printed."""
+    keys = list(comp.columns)
+    if len(keys) <= SPLIT_AT or "name" not in keys:
+        return [block]
+    first = [k for k in keys if k in ("name", "n", "regularizer", comp.metric, *BASELINE_COLUMNS)]
+    rest = ["name", *(k for k in keys if k not in first)]
+
+    def part(cols: list[str]) -> TableBlock:
+        idx = [keys.index(k) for k in cols]
+        where = {j: i for i, j in enumerate(idx)}
+        titles = {(r, where[c]): v for (r, c), v in block.titles.items() if c in where}
+        notes = block.notes if any(keys[j] == "model" for j in idx) else []
+        return TableBlock(
+            [block.headers[j] for j in idx],
+            [[row[j] for j in idx] for row in block.rows],
+            [block.numeric[j] for j in idx] if block.numeric else [],
+            notes,
+            titles,
+        )
+
+    return [part(first), part(rest)]
 
 
 def provenance_table(runs: Sequence[Run]) -> TableBlock | None:
