@@ -306,14 +306,23 @@ def wait_for_checkpoints(sweep_dir: Path, n: int, proc: subprocess.Popen | None 
         time.sleep(0.2)
 
 
+def checkpointed_epochs(summary: Path) -> int:
+    """The epochs a run's last checkpoint holds, as the summary written with it says (0 while unreadable)."""
+    try:
+        return int(json.loads(summary.read_text(encoding="utf-8")).get("epochs_done", 0))
+    except (OSError, ValueError):
+        return 0
+
+
 def test_a_killed_sweep_continues_where_it_stopped(tmp_path):
     """SIGKILL to the sweep and its workers mid-trial; the same command continues the killed runs."""
     cmd, env, proc = start_sweep(tmp_path, 3, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     d = tmp_path / "out" / "r6"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait until two runs are past their second epoch and not finished
-        # (under load one trial may run all 400 epochs before the other worker's first two)
-        done = [p for p in d.glob("r6-t*-s1/metrics.jsonl") if 2 <= len(p.read_text().splitlines()) < 399]
+    while time.monotonic() < deadline:  # wait until two runs have a checkpoint past epoch 2 and are not finished
+        # (summary.json is written with each checkpoint; under load one trial may run all 400 epochs before the
+        # other worker's first two, and side by side a checkpoint may lag the metrics by a few epochs)
+        done = [p for p in d.glob("r6-t*-s1/summary.json") if 2 <= checkpointed_epochs(p) < 399]
         if len(done) >= 2:
             break
         time.sleep(0.2)
