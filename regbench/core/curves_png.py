@@ -4,6 +4,7 @@ draws its own curves with matplotlib)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 W, H = 800, 320  # pixels: two panels side by side
@@ -62,13 +63,21 @@ def polyline(draw, pts: list[tuple[float, float]], fill, dash: bool) -> None:
         draw.line(pts, fill=fill, width=2)
 
 
+@lru_cache(maxsize=1)
+def fonts():
+    """Pillow's built-in font at the title's and the labels' size (loaded once per process)."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=13), ImageFont.load_default(size=11)
+
+
 def run_curves_png(rows: list[dict], file: Path, title: str | None = None) -> Path:
     """Loss and accuracy per epoch: train dashed, validation solid (first head), one panel each."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (W, H), "white")
     draw = ImageDraw.Draw(img)
-    font, small = ImageFont.load_default(size=13), ImageFont.load_default(size=11)
+    font, small = fonts()
     if title:
         draw.text((W / 2, 6), title, fill=TEXT, font=font, anchor="ma")
     width = (W - 2 * LEFT - RIGHT - GAP) / 2
@@ -113,5 +122,5 @@ def run_curves_png(rows: list[dict], file: Path, title: str | None = None) -> Pa
             draw.text((lx + 30, ly), key.replace("_", " "), fill=TEXT, font=small)
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
-    img.save(file, optimize=False)
+    img.save(file, compress_level=1)  # fast zlib: a curve plot compresses well anyway
     return file

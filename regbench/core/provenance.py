@@ -3,7 +3,7 @@ uncommitted changes) of the repository holding the config file, and one hash of 
 
 The config file is named by `config_source(path)` around training (the API does it for a YAML path; with
 a dict or Config the current directory's repository is used). The git state is read for every run (a
-few git calls: an edit between two runs in one notebook shows), the package hash once per process."""
+few git calls, shared by the runs of one group: an edit between two runs in one notebook shows), the package hash once per process."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import hashlib
 import subprocess
+import time
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -29,8 +30,22 @@ def config_source(path: str | Path | None) -> Iterator[None]:
         _SOURCE.reset(token)
 
 
+_FRESH_S = 2.0  # the runs of one group (side by side, or one after another in a second) share one git reading
+_READ: dict[Path, tuple[float, dict[str, Any] | None]] = {}
+
+
 def git_state(folder: Path) -> dict[str, Any] | None:
-    """`{commit, dirty, root}` of the git repository holding `folder`, or None (no git, or not a repository)."""
+    """`{commit, dirty, root}` of the git repository holding `folder`, or None (no git, or not a repository);
+    read again after `_FRESH_S` seconds, so an edit between two runs of a notebook shows."""
+    now = time.monotonic()
+    when, state = _READ.get(folder, (-_FRESH_S, None))
+    if now - when >= _FRESH_S:
+        state = _git_state(folder)
+        _READ[folder] = (now, state)
+    return state
+
+
+def _git_state(folder: Path) -> dict[str, Any] | None:
 
     def git(*args: str) -> str:
         out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10, check=True)
