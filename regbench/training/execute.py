@@ -335,7 +335,7 @@ def train_group(
         fitted = fit_all(
             cfgs, [None] * len(cfgs), say, lang, out=out, stack=stack, keep_going=True, callbacks=callbacks
         )
-    runs = [load_trained(f.path) for f in fitted]
+    runs = [as_trained(f) for f in fitted]
     diverged = [r for r in runs if r.status == "diverged"]
     if len(runs) == 1 and diverged:
         raise DivergedError(str(diverged[0].summary.get("error", "diverged")))
@@ -345,6 +345,13 @@ def train_group(
             "the others completed"
         )
     return runs
+
+
+def as_trained(f: Fitted) -> TrainedRun:
+    """The run `f` trained, from what it wrote (no need to read its files back), or read back from disk."""
+    if f.config is None or f.metrics is None:
+        return load_trained(f.path)
+    return TrainedRun(f.path, f.config, list(f.metrics), f.summary)
 
 
 def fit_all(

@@ -38,6 +38,9 @@ class Fitted:
     summary: dict[str, Any]
     test_probs: list[torch.Tensor] | None  # per head, (N_test, classes)
     path: Path  # the run directory
+    # what the run directory now holds, as written (None for a run read back): config.yaml and metrics.jsonl
+    config: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] | None = None
 
 
 def fit(
@@ -171,7 +174,7 @@ def fit(
             members[m].end_training()
             final[m] = final.get(m) or stopped_weights(engine, m, members[m])
             engine.load_state(m, final[m][1])  # the tested weights: the best epoch's with test_on: best
-        fitted = [Fitted(engine.net, mb.summary, None, mb.path) for mb in members]
+        fitted = [Fitted(engine.net, mb.summary, None, mb.path, mb.cfg.to_dict(), mb.writer.rows) for mb in members]
         if testing:
             t_test = time.perf_counter()
             test_loss, test_acc = engine.evaluate(test_set)
@@ -197,7 +200,9 @@ def fit(
                         f"[seed {member.cfg.seed}] "
                         + console.test_report(member.cfg.name, result.acc or [math.nan], int(test_s)).rstrip()
                     )
-                fitted[m] = Fitted(engine.net, member.summary, probs[m], member.path)
+                fitted[m] = Fitted(
+                    engine.net, member.summary, probs[m], member.path, member.cfg.to_dict(), member.writer.rows
+                )
     except BaseException as e:
         status, error = status_of(e)
         with shielded():  # a second Ctrl-C/SIGTERM must not leave the summary `running`
