@@ -3,7 +3,7 @@ uncommitted changes) of the repository holding the config file, and one hash of 
 
 The config file is named by `config_source(path)` around training (the API does it for a YAML path; with
 a dict or Config the current directory's repository is used). The git state is read for every run (a
-few git calls, shared by the runs of one group: an edit between two runs in one notebook shows), the package hash once per process."""
+few git calls, once for the runs of one side-by-side group: an edit between two runs in one notebook shows), the package hash once per process."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import contextlib
 import contextvars
 import hashlib
 import subprocess
-import time
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -30,19 +29,30 @@ def config_source(path: str | Path | None) -> Iterator[None]:
         _SOURCE.reset(token)
 
 
-_FRESH_S = 2.0  # the runs of one group (side by side, or one after another in a second) share one git reading
-_READ: dict[Path, tuple[float, dict[str, Any] | None]] = {}
+_SHARED: contextvars.ContextVar[dict[Path, dict[str, Any] | None] | None] = contextvars.ContextVar(
+    "regbench_git_readings", default=None
+)
+
+
+@contextlib.contextmanager
+def one_reading() -> Iterator[None]:
+    """Within the block, the git state of a folder is read once (the runs of one side-by-side group)."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
 
 
 def git_state(folder: Path) -> dict[str, Any] | None:
     """`{commit, dirty, root}` of the git repository holding `folder`, or None (no git, or not a repository);
-    read again after `_FRESH_S` seconds, so an edit between two runs of a notebook shows."""
-    now = time.monotonic()
-    when, state = _READ.get(folder, (-_FRESH_S, None))
-    if now - when >= _FRESH_S:
-        state = _git_state(folder)
-        _READ[folder] = (now, state)
-    return state
+    read for every run (an edit between two runs of a notebook shows), once for a group inside `one_reading`."""
+    shared = _SHARED.get()
+    if shared is None:
+        return _git_state(folder)
+    if folder not in shared:
+        shared[folder] = _git_state(folder)
+    return shared[folder]
 
 
 def _git_state(folder: Path) -> dict[str, Any] | None:

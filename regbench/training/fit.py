@@ -21,6 +21,7 @@ import torch
 from ..config import Config
 from ..core import console
 from ..core.errors import DivergedError
+from ..core.provenance import one_reading
 from ..core.signals import shielded
 from ..nn.model import Net
 from .diagnostics import bn_residue, engine_record
@@ -74,7 +75,8 @@ def fit(
         assert isinstance(engine, Solo), "a checkpoint continues one run alone"
         check_checkpoint(ckpt, cfg, paths[0], plan.epochs, steps_after(plan, ckpt.get("epoch")))
         restore_checked(engine, ckpt, paths[0])
-    members = [Member(c, setup, p, s, plan.epochs, ckpt) for c, p, s in zip(cfgs, paths, says, strict=True)]
+    with one_reading():  # the members share one git reading for their provenance
+        members = [Member(c, setup, p, s, plan.epochs, ckpt) for c, p, s in zip(cfgs, paths, says, strict=True)]
     for member in members:
         member.summary.setdefault("lang", lang)  # a resumed run goes on printing in its own language
         if k > 1:
