@@ -213,11 +213,6 @@ def higher_is_better(metric: str) -> bool:
     return not any(s in metric for s in LOWER_IS_BETTER)
 
 
-def metric_values(row: TableRow, metric: str) -> list[float]:
-    """The first head's value of `metric` for each completed run of the row."""
-    return list(seed_values(row, metric).values())
-
-
 def seed_values(row: TableRow, metric: str) -> dict[Any, float]:
     """Seed → the first head's value of `metric`, for each completed run of the row (seeds are distinct
     within a row: make_rows keeps one run per seed)."""

@@ -278,12 +278,6 @@ class KeyIndex:
         raise CompareError(f"{option}: unknown key '{key}' ({hint})")
 
 
-def check_key(key: str, runs: Sequence[Run], option: str, extra: Sequence[str] = ()) -> str:
-    """`key` if some run (or a built-in column) has it; else a CompareError naming close matches. Checking
-    several keys against the same runs: build one `KeyIndex` and call its `check`."""
-    return KeyIndex(runs).check(key, option, extra)
-
-
 # ----------------------------------------------------------------------------------------------- cells
 def cell_text(key: str, value: Any, fmt: str | None = None) -> str:
     """How a cell reads in the table and Markdown: `0.874`, `0.874+0.558` per head, `0.874±0.012` for a group."""
